@@ -1,0 +1,91 @@
+"""Checkpoints and masks on disk: safetensors with a content hash, written atomically.
+
+safetensors never unpickles, so a crafted file cannot run code on load; the SHA-256 of the
+tensor bytes, stored in the header, makes a truncated or altered file fail loudly instead of
+loading garbage. Writes go to a temporary file in the same folder, are fsynced, then renamed
+over the target, so a crash never leaves a half-written file where a good one was.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from rewind import RewindError
+
+FORMAT = "rewind/1"
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in sorted key order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write `payload` to `path` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
+    """Save a flat dict of tensors with its content hash and string metadata."""
+    cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    header = {**(meta or {}), "format": FORMAT, "sha256": tensors_digest(cpu)}
+    atomic_write_bytes(Path(path), st_save(cpu, metadata=header))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load and verify a file written by `save_tensors`; refuse anything else with its name."""
+    path = Path(path)
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise RewindError(f"{path}: file not found") from None
+    try:
+        tensors = st_load(payload)
+        meta = _read_metadata(payload)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise RewindError(f"{path}: not a readable rewind checkpoint ({_one_line(err)})") from None
+    if meta.get("format") != FORMAT:
+        raise RewindError(f"{path}: not a rewind checkpoint (format {meta.get('format')!r})")
+    if tensors_digest(tensors) != meta.get("sha256"):
+        raise RewindError(f"{path}: content hash mismatch: the file is corrupt or was altered")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sha256")}
+    return tensors, meta
+
+
+def _read_metadata(payload: bytes) -> dict[str, str]:
+    """The header's string metadata (the payload was already validated by safetensors)."""
+    size = int.from_bytes(payload[:8], "little")
+    header = json.loads(payload[8 : 8 + size])
+    return dict(header.get("__metadata__") or {})
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())

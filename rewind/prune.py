@@ -1,0 +1,106 @@
+"""Pruning masks: boolean tensors keyed by parameter name.
+
+A mask is True where a weight survives. Every pruning method is "score the surviving weights,
+remove the lowest-scoring ones": magnitude pruning scores by |w|, the random control by a seeded
+uniform draw, and the scope decides whether one threshold spans all layers (global) or each
+layer loses the same fraction (layer). Weights already pruned are never scored, so iterative
+pruning removes a fraction of what remains, exactly as `torch.nn.utils.prune` does.
+"""
+
+from collections.abc import Iterable
+from fnmatch import fnmatch
+from typing import Literal
+
+import torch
+from torch import nn
+
+from rewind import RewindError
+from rewind.models import prunable_names
+
+Masks = dict[str, torch.Tensor]
+Method = Literal["magnitude", "random"]
+Scope = Literal["global", "layer"]
+
+
+def full_masks(model: nn.Module, exclude: Iterable[str] = ()) -> Masks:
+    """All-True masks for every prunable weight whose name matches none of the `exclude` globs."""
+    patterns = list(exclude)
+    return {
+        name: torch.ones_like(model.get_parameter(name), dtype=torch.bool)
+        for name in prunable_names(model)
+        if not any(fnmatch(name, pattern) for pattern in patterns)
+    }
+
+
+def scores(weights: dict[str, torch.Tensor], masks: Masks, method: Method, seed: int) -> dict[str, torch.Tensor]:
+    """How much each prunable weight deserves to survive (higher survives)."""
+    if method == "magnitude":
+        return {name: weights[name].detach().abs() for name in masks}
+    if method == "random":
+        generator = torch.Generator().manual_seed(seed)
+        return {name: torch.rand(masks[name].shape, generator=generator) for name in masks}
+    raise RewindError(f"prune.method: unknown method {method!r}; known: magnitude, random")
+
+
+def prune(scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scope: Scope) -> Masks:
+    """Remove `fraction` of the surviving weights, those with the lowest scores.
+
+    The count removed is round(fraction * surviving), over all layers together (global) or per
+    layer (layer), the same rounding as torch.nn.utils.prune.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise RewindError(f"prune fraction must be in [0, 1), got {fraction}")
+    if scope == "layer":
+        return {name: _prune_lowest({name: scored[name]}, {name: m}, fraction)[name] for name, m in masks.items()}
+    if scope == "global":
+        return _prune_lowest(scored, masks, fraction)
+    raise RewindError(f"prune.scope: unknown scope {scope!r}; known: global, layer")
+
+
+def _prune_lowest(scored: dict[str, torch.Tensor], masks: Masks, fraction: float) -> Masks:
+    names = list(masks)
+    alive = torch.cat([scored[n].reshape(-1)[masks[n].reshape(-1)].float().cpu() for n in names])
+    count = round(fraction * alive.numel())
+    keep_alive = torch.ones(alive.numel(), dtype=torch.bool)
+    if count:
+        keep_alive[torch.topk(alive, count, largest=False).indices] = False
+    new_masks, offset = {}, 0
+    for name in names:
+        flat = masks[name].reshape(-1).clone()
+        alive_idx = flat.nonzero().squeeze(1)
+        flat[alive_idx] = keep_alive[offset : offset + alive_idx.numel()].to(flat.device)
+        offset += alive_idx.numel()
+        new_masks[name] = flat.reshape(masks[name].shape)
+    return new_masks
+
+
+def fraction_for_density(masks: Masks, target_density: float) -> float:
+    """The fraction of surviving weights to remove to reach `target_density` overall."""
+    current = density(masks)
+    if target_density > current + 1e-12:
+        raise RewindError(f"cannot prune to density {target_density:g}: already at {current:g}")
+    return 1.0 - target_density / current
+
+
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """Set every pruned weight to exactly +0.0, in place."""
+    with torch.no_grad():
+        for name, mask in masks.items():
+            model.get_parameter(name).masked_fill_(~mask, 0.0)
+
+
+def kept(masks: Masks) -> int:
+    return int(sum(int(m.sum()) for m in masks.values()))
+
+
+def total(masks: Masks) -> int:
+    return int(sum(m.numel() for m in masks.values()))
+
+
+def density(masks: Masks) -> float:
+    """Fraction of prunable weights that survive (1.0 for an unpruned network)."""
+    return kept(masks) / total(masks)
+
+
+def sparsity(masks: Masks) -> float:
+    return 1.0 - density(masks)

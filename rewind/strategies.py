@@ -1,0 +1,77 @@
+"""Retraining strategies as data: where the start weights come from and which rates replay.
+
+After pruning with mask m, a strategy with budget t (0 <= t <= T) retrains for t epochs:
+
+    ft      final weights W_T * m        constant rate lr(T-1)
+    wr      rewind point W_(T-t) * m     rates lr(T-t) … lr(T-1), replayed
+    lrr     final weights W_T * m        rates lr(T-t) … lr(T-1), replayed
+    reinit  fresh random weights * m     rates lr(T-t) … lr(T-1) (t = T: the full schedule)
+
+Budget 0 is "prune, do not retrain". Every strategy sees the training data in the order the
+dense run saw epochs T-t … T-1, so strategies differ only in start weights and rates.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from rewind import RewindError
+from rewind.schedule import StepSchedule
+
+WeightsSource = Literal["final", "rewind", "reinit"]
+RatesSource = Literal["replay", "constant"]
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    weights: WeightsSource
+    rates: RatesSource
+    budget: int
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """One round's retraining, resolved against the dense run's schedule."""
+
+    weights: WeightsSource
+    rewind_epoch: int | None
+    rates: tuple[float, ...]
+    labels: tuple[int, ...]
+
+
+def resolve(strategy: Strategy, schedule: StepSchedule, epochs: int) -> Retraining:
+    """Turn a strategy into start-weight source, rates and data-order labels for a T-epoch run."""
+    t = strategy.budget
+    if not 0 <= t <= epochs:
+        raise RewindError(f"strategies.{strategy.name}.budget: {t} must be between 0 and train.epochs ({epochs})")
+    if strategy.rates == "replay":
+        rates = schedule.rates(epochs - t, epochs)
+    elif strategy.rates == "constant":
+        rates = [schedule.lr(epochs - 1)] * t
+    else:
+        raise RewindError(f"strategies.{strategy.name}.rates: unknown {strategy.rates!r}; known: replay, constant")
+    if strategy.weights not in ("final", "rewind", "reinit"):
+        raise RewindError(
+            f"strategies.{strategy.name}.weights: unknown {strategy.weights!r}; known: final, rewind, reinit"
+        )
+    rewind_epoch = epochs - t if strategy.weights == "rewind" else None
+    return Retraining(strategy.weights, rewind_epoch, tuple(rates), tuple(range(epochs - t, epochs)))
+
+
+def start_state(
+    retraining: Retraining,
+    final: Callable[[], State],
+    rewind_point: Callable[[int], State],
+    fresh: Callable[[], State],
+) -> State:
+    """The unmasked start weights; sources are callables so only the one needed is loaded."""
+    if retraining.weights == "final":
+        return final()
+    if retraining.weights == "rewind":
+        assert retraining.rewind_epoch is not None
+        return rewind_point(retraining.rewind_epoch)
+    return fresh()

@@ -1,0 +1,104 @@
+"""The training loop: SGD over in-memory tensors, mask-aware, deterministic, one rate per epoch.
+
+Everything that varies between strategies (start weights, rates, mask) comes in as arguments;
+the loop itself is the same for dense training and every retraining. The data order of an epoch
+is a pure function of (seed, epoch label), so an epoch can be replayed, or resumed, exactly.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rewind import RewindError
+from rewind.data import Dataset, batches
+from rewind.optim import MaskedSGD
+from rewind.prune import Masks, apply_masks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Optimizer settings shared by dense training and every retraining."""
+
+    batch_size: int
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    seconds: float
+
+
+EpochCallback = Callable[[EpochRecord, nn.Module, MaskedSGD], None]
+
+
+def shuffle_seed(seed: int, label: int) -> int:
+    """The seed of one epoch's data order: distinct per (seed, label), stable across runs."""
+    return (seed * 1_000_003 + label) % (2**63)
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    rates: Sequence[float],
+    masks: Masks,
+    sgd: SGD,
+    seed: int,
+    labels: Sequence[int] | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> list[EpochRecord]:
+    """Train for len(rates) epochs, epoch i at rate rates[i], keeping pruned weights at zero.
+
+    `labels` name the epochs for data ordering (default 0, 1, …): a strategy that replays epochs
+    T-t … T-1 of the dense schedule passes those numbers to see the same data order again.
+    Momentum starts fresh: every call builds its own optimizer.
+    """
+    labels = list(range(len(rates))) if labels is None else list(labels)
+    optimizer = MaskedSGD(model, masks, sgd.momentum, sgd.weight_decay, sgd.nesterov)
+    apply_masks(model, masks)
+    history = []
+    for index, (rate, label) in enumerate(zip(rates, labels, strict=True)):
+        started = time.perf_counter()
+        loss, accuracy = _epoch(model, data, optimizer, rate, sgd.batch_size, shuffle_seed(seed, label))
+        if not math.isfinite(loss):
+            raise RewindError(f"training diverged: loss is {loss} in epoch {index + 1} of {len(rates)} (lr {rate:g})")
+        record = EpochRecord(index, rate, loss, accuracy, time.perf_counter() - started)
+        history.append(record)
+        log.info("epoch %d/%d  lr %.4g  loss %.4f  train acc %.4f", index + 1, len(rates), rate, loss, accuracy)
+        if on_epoch is not None:
+            on_epoch(record, model, optimizer)
+    return history
+
+
+def _epoch(
+    model: nn.Module, data: Dataset, optimizer: MaskedSGD, lr: float, batch_size: int, seed: int
+) -> tuple[float, float]:
+    model.train()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for x, y in batches(data.x_train, data.y_train, batch_size, generator):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step(lr)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+    count = len(data.y_train)
+    return float(loss_sum) / count, float(correct) / count

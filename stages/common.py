@@ -1,0 +1,108 @@
+"""What every stage shares: the entry point with one-line errors, determinism, loading helpers."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from rewind import RewindError
+from rewind.checkpoint import atomic_write_bytes, load_tensors
+from rewind.data import Dataset
+from rewind.models import build_model
+from rewind.prune import Masks
+from stages import layout
+from stages.params import Params, load_params
+
+log = logging.getLogger("rewind")
+Body = Callable[[Params, argparse.Namespace], None]
+
+
+def run_stage(body: Body, description: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Parse arguments, validate params.yaml, run `body`; a RewindError becomes one line and exit 2."""
+    parser = argparse.ArgumentParser(description=description)
+    if arguments is not None:
+        arguments(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        params = load_params()
+        body(params, args)
+    except RewindError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def strategy_round_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", required=True, help="a strategy named in params.yaml `compare`")
+    parser.add_argument("--round", type=int, required=True, help="a round id from params.yaml `rounds`")
+
+
+def device_for(params: Params) -> torch.device:
+    """The training device; on CUDA, deterministic kernels are requested as well.
+
+    On CPU the kernels we use are deterministic already, and `use_deterministic_algorithms`
+    would import torch._dynamo, which costs 1.4 s of start-up in every stage.
+    """
+    wanted = params.train.device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda":
+        if not torch.cuda.is_available():
+            raise RewindError("train.device: 'cuda' requested but no CUDA device is available")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return torch.device(wanted)
+
+
+def load_dataset(device: torch.device) -> Dataset:
+    tensors, meta = load_tensors(layout.DATASET)
+    try:
+        num_classes = int(meta["num_classes"])
+    except (KeyError, ValueError):
+        raise RewindError(f"{layout.DATASET}: metadata lacks num_classes") from None
+    data = Dataset.from_tensors(tensors, num_classes, str(layout.DATASET))
+    return Dataset(*(t.to(device) for t in data.tensors().values()), num_classes=num_classes)
+
+
+def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:
+    return build_model(params.model.name, data.input_shape, data.num_classes, seed)
+
+
+def load_model(params: Params, data: Dataset, path, device: torch.device) -> nn.Module:
+    """The registry's model with the weights stored at `path`; a mismatch names the file."""
+    model = new_model(params, data, params.seed)
+    state, _ = load_tensors(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise RewindError(f"{path}: weights do not fit model {params.model.name!r}: {_first_line(err)}") from None
+    return model.to(device)
+
+
+def load_masks(path, model: nn.Module | None = None) -> Masks:
+    masks, _ = load_tensors(path)
+    for name, mask in masks.items():
+        if mask.dtype != torch.bool:
+            raise RewindError(f"{path}: mask {name!r} has dtype {mask.dtype}, expected torch.bool")
+        if model is not None:
+            try:
+                shape = model.get_parameter(name).shape
+            except AttributeError:
+                raise RewindError(f"{path}: mask {name!r} names no parameter of the model") from None
+            if mask.shape != shape:
+                raise RewindError(f"{path}: mask {name!r} has shape {tuple(mask.shape)}, the weight {tuple(shape)}")
+    return masks
+
+
+def write_json(path, payload: object) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _first_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:300]

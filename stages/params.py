@@ -1,0 +1,191 @@
+"""params.yaml, validated once at the boundary.
+
+Every key has a type and a range; cross-key rules (budgets within the dense run, a round chain
+that matches the pruning schedule, known strategy names) are checked after parsing. Any problem
+becomes one ParamsError line that names the key: `params.yaml: strategies.ft.budget: ...`.
+"""
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rewind import RewindError
+from rewind.models import MODELS
+from rewind.schedule import StepSchedule
+from rewind.strategies import Strategy
+
+PARAMS_FILE = Path("params.yaml")
+DENSE_PREV = "../dense"
+STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DATASETS = ("digits",)
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class ParamsError(RewindError):
+    """params.yaml is unreadable or breaks a rule."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Strict):
+    name: str
+    test_fraction: Fraction
+
+
+class ModelParams(Strict):
+    name: str
+
+
+class TrainParams(Strict):
+    epochs: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+    lr: Annotated[float, Field(gt=0.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    nesterov: bool
+    milestones: list[Annotated[int, Field(ge=1)]]
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)]
+    warmup_epochs: Annotated[int, Field(ge=0)]
+    device: Literal["cpu", "cuda", "auto"]
+
+    def schedule(self) -> StepSchedule:
+        return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)
+
+
+class PruneParams(Strict):
+    schedule: Literal["iterative", "oneshot"]
+    fraction: Fraction
+    sparsities: list[Fraction]
+    method: Literal["magnitude", "random"]
+    scope: Literal["global", "layer"]
+    exclude: list[str]
+
+
+class StrategyParams(Strict):
+    weights: Literal["final", "rewind", "reinit"]
+    rates: Literal["replay", "constant"]
+    budget: Annotated[int, Field(ge=0)]
+
+
+class RoundParams(Strict):
+    id: Annotated[int, Field(ge=0)]
+    prev: str
+
+
+class Params(Strict):
+    seed: Annotated[int, Field(ge=0)]
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    prune: PruneParams
+    strategies: dict[str, StrategyParams]
+    compare: list[str]
+    rounds: list[RoundParams]
+
+    def strategy(self, name: str) -> Strategy:
+        if name not in self.compare:
+            raise ParamsError(f"params.yaml: compare: strategy {name!r} is not compared; compared: {self.compare}")
+        spec = self.strategies[name]
+        return Strategy(name, spec.weights, spec.rates, spec.budget)
+
+    def round(self, index: int) -> RoundParams:
+        if not 0 <= index < len(self.rounds):
+            raise ParamsError(f"params.yaml: rounds: no round {index}; rounds are 0 … {len(self.rounds) - 1}")
+        return self.rounds[index]
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; raise ParamsError with one line naming the key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(f"{path}: {_describe(err)}") from None
+    problems = consistency_problems(params)
+    if problems:
+        raise ParamsError(f"{path}: " + "; ".join(problems))
+    return params
+
+
+def _describe(err: ValidationError) -> str:
+    """All of pydantic's complaints on one line, each as `dotted.key: message`."""
+    parts = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (a typo?)"
+        elif item["type"] == "missing":
+            message = "missing key"
+        else:
+            message = f"{message} (got {item['input']!r})"
+        parts.append(f"{key}: {message}")
+    return " ".join("; ".join(parts).split())
+
+
+def consistency_problems(params: Params) -> list[str]:
+    """Rules that span keys; each problem is `key: what is wrong`."""
+    problems = []
+    epochs = params.train.epochs
+    if params.data.name not in DATASETS:
+        problems.append(f"data.name: unknown dataset {params.data.name!r}; known: {list(DATASETS)}")
+    if params.model.name not in MODELS:
+        problems.append(f"model.name: unknown model {params.model.name!r}; known: {sorted(MODELS)}")
+    for milestone in params.train.milestones:
+        if milestone >= epochs:
+            problems.append(f"train.milestones: {milestone} is not below train.epochs ({epochs})")
+    if params.train.milestones != sorted(set(params.train.milestones)):
+        problems.append("train.milestones: must be strictly increasing")
+    if params.train.warmup_epochs >= epochs:
+        problems.append(f"train.warmup_epochs: {params.train.warmup_epochs} must be below train.epochs ({epochs})")
+    for name, spec in params.strategies.items():
+        if not STRATEGY_NAME.match(name):
+            problems.append(f"strategies.{name}: a name is lowercase letters, digits and _, starting with a letter")
+        if spec.budget > epochs:
+            problems.append(f"strategies.{name}.budget: {spec.budget} is larger than train.epochs ({epochs})")
+    if not params.compare:
+        problems.append("compare: name at least one strategy")
+    for name in params.compare:
+        if name not in params.strategies:
+            problems.append(f"compare: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}")
+    if len(set(params.compare)) != len(params.compare):
+        problems.append("compare: a strategy is listed twice")
+    problems += _round_problems(params)
+    return problems
+
+
+def _round_problems(params: Params) -> list[str]:
+    rounds, prune = params.rounds, params.prune
+    if not rounds:
+        return ["rounds: at least one round is needed"]
+    problems = []
+    for index, item in enumerate(rounds):
+        expected = DENSE_PREV if index == 0 or prune.schedule == "oneshot" else f"round-{index - 1}"
+        if item.id != index:
+            problems.append(f"rounds.{index}.id: is {item.id}, expected {index} (ids are 0, 1, 2, … in order)")
+        elif item.prev != expected:
+            problems.append(
+                f"rounds.{index}.prev: is {item.prev!r}, expected {expected!r} for {prune.schedule} pruning"
+            )
+    if prune.schedule == "oneshot":
+        if len(prune.sparsities) != len(rounds):
+            problems.append(
+                f"prune.sparsities: {len(prune.sparsities)} targets for {len(rounds)} rounds; one-shot pruning needs one per round"
+            )
+        if prune.sparsities != sorted(set(prune.sparsities)):
+            problems.append("prune.sparsities: must be strictly increasing")
+    return problems

@@ -1,0 +1,54 @@
+"""Stage `train`: the dense network, with its weights saved after every epoch (the rewind points)."""
+
+import argparse
+import time
+
+from rewind.checkpoint import save_tensors
+from rewind.prune import full_masks
+from rewind.train import SGD, train
+from stages import layout
+from stages.common import device_for, load_dataset, log, new_model, run_stage, write_json
+from stages.params import Params
+
+
+def sgd(params: Params) -> SGD:
+    t = params.train
+    return SGD(t.batch_size, t.momentum, t.weight_decay, t.nesterov)
+
+
+def train_dense(params: Params, args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    device = device_for(params)
+    data = load_dataset(device)
+    model = new_model(params, data, params.seed).to(device)
+    masks = full_masks(model)
+    epochs = params.train.epochs
+    save_tensors(layout.checkpoint(0), model.state_dict())
+    compute_started = time.perf_counter()
+    history = train(
+        model,
+        data,
+        params.train.schedule().rates(0, epochs),
+        masks,
+        sgd(params),
+        params.seed,
+        on_epoch=lambda record, m, _opt: save_tensors(layout.checkpoint(record.epoch + 1), m.state_dict()),
+    )
+    compute = time.perf_counter() - compute_started
+    save_tensors(layout.DENSE / layout.MODEL, model.state_dict())
+    save_tensors(layout.DENSE / layout.MASK, masks)
+    write_json(layout.DENSE / layout.TRAIN_LOG, train_log(history, compute, time.perf_counter() - started))
+    log.info("dense: %d epochs in %.1fs", epochs, compute)
+
+
+def train_log(history, compute_seconds: float, stage_seconds: float) -> dict:
+    """Per-epoch records and where the stage's time went (read by the benchmark)."""
+    return {
+        "epochs": [vars(record) for record in history],
+        "compute_seconds": compute_seconds,
+        "stage_seconds": stage_seconds,
+    }
+
+
+if __name__ == "__main__":
+    run_stage(train_dense, "Train the dense network and keep every epoch's weights.")

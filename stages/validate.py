@@ -1,0 +1,22 @@
+"""Stage `validate`: check all of params.yaml before any other stage touches its outputs.
+
+DVC deletes a stage's outputs before running it, so a bad value caught only inside, say,
+retrain would already have cost that stage's previous results. `prepare` depends on this
+stage's output, which makes it run first whenever params.yaml changes. The output is the
+same text every time, so rerunning it never invalidates anything downstream.
+"""
+
+import argparse
+
+from rewind.checkpoint import atomic_write_bytes
+from stages import layout
+from stages.common import run_stage
+from stages.params import Params
+
+
+def validate(params: Params, args: argparse.Namespace) -> None:
+    atomic_write_bytes(layout.PARAMS_OK, b"params.yaml passed validation\n")
+
+
+if __name__ == "__main__":
+    run_stage(validate, "Validate params.yaml.")
