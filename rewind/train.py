@@ -18,7 +18,7 @@ from torch import nn
 from rewind import RewindError
 from rewind.data import Dataset, batches
 from rewind.optim import MaskedSGD
-from rewind.prune import Masks, apply_masks
+from rewind.prune import Masks
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ def train(
     """
     labels = list(range(len(rates))) if labels is None else list(labels)
     optimizer = MaskedSGD(model, masks, sgd.momentum, sgd.weight_decay, sgd.nesterov)
-    apply_masks(model, masks)
     history = []
     for index, (rate, label) in enumerate(zip(rates, labels, strict=True)):
         started = time.perf_counter()

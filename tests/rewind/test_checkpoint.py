@@ -1,0 +1,69 @@
+import pickle
+
+import pytest
+import torch
+
+from rewind import RewindError
+from rewind.checkpoint import load_tensors, save_tensors
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    tensors = {"a.weight": torch.randn(30, 20), "mask": torch.rand(5) > 0.5, "step": torch.tensor(7)}
+    save_tensors(path, tensors, {"epoch": "3"})
+    return path, tensors
+
+
+def test_round_trip_keeps_tensors_dtypes_and_metadata(saved):
+    path, tensors = saved
+    loaded, meta = load_tensors(path)
+    assert meta == {"epoch": "3"}
+    assert loaded.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert loaded[name].dtype == tensor.dtype
+        assert torch.equal(loaded[name], tensor)
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(saved):
+    path, _ = saved
+    save_tensors(path, {"x": torch.zeros(3)})
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_truncated_file_is_refused_naming_it(saved):
+    path, _ = saved
+    path.write_bytes(path.read_bytes()[:-17])
+    with pytest.raises(RewindError, match=str(path)):
+        load_tensors(path)
+
+
+def test_flipped_byte_is_refused_by_the_hash(saved):
+    path, _ = saved
+    payload = bytearray(path.read_bytes())
+    payload[-5] ^= 0xFF
+    path.write_bytes(bytes(payload))
+    with pytest.raises(RewindError, match="hash mismatch"):
+        load_tensors(path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').touch()",))
+
+
+def test_pickle_is_never_unpickled(saved, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, _ = saved
+    path.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(RewindError, match=str(path)):
+        load_tensors(path)
+    torch.save({"w": Exploit()}, path)
+    with pytest.raises(RewindError, match=str(path)):
+        load_tensors(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(RewindError, match="nothing.safetensors: file not found"):
+        load_tensors(tmp_path / "nothing.safetensors")

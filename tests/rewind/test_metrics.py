@@ -1,0 +1,35 @@
+import pytest
+import torch
+from torch import nn
+
+from rewind.metrics import accuracy_and_loss, evaluate
+
+
+class Fixed(nn.Module):
+    """Predicts class 0 for every input, with a known loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(4, 2))
+        self.bias = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x):
+        return torch.tensor([[2.0, 0.0, 0.0, 0.0]]).expand(len(x), 4)
+
+
+def test_accuracy_and_loss_on_known_predictions():
+    x, y = torch.zeros(4, 2), torch.tensor([0, 0, 1, 2])
+    accuracy, loss = accuracy_and_loss(Fixed(), x, y)
+    assert accuracy == 0.5
+    p0 = torch.softmax(torch.tensor([2.0, 0, 0, 0]), 0)
+    assert loss == pytest.approx(float(-(2 * p0[0].log() + p0[1].log() + p0[2].log()) / 4))
+
+
+def test_sparsity_remaining_and_compression_count_biases_as_unpruned():
+    model = Fixed()
+    mask = torch.tensor([[True, False], [False, False], [True, True], [False, False]])
+    result = evaluate(model, {"weight": mask}, torch.zeros(2, 2), torch.tensor([0, 1]))
+    assert result.sparsity == pytest.approx(5 / 8)
+    assert result.total_params == 12
+    assert result.remaining_params == 12 - 5
+    assert result.compression == pytest.approx(12 / 7)

@@ -1,0 +1,113 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from rewind import RewindError
+from rewind.models import build_model, prunable_names
+from rewind.prune import apply_masks, density, fraction_for_density, full_masks, prune, scores, sparsity
+
+
+def mlp():
+    return build_model("mlp", (1, 8, 8), 10, seed=3)
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def torch_global_masks(model: nn.Module, amounts: list[float]) -> dict[str, torch.Tensor]:
+    """The oracle: torch.nn.utils.prune, applied round after round on the same weights."""
+    oracle = build_model("mlp", (1, 8, 8), 10, seed=3)
+    oracle.load_state_dict(model.state_dict())
+    targets = [(oracle.get_submodule(n.rsplit(".", 1)[0]), "weight") for n in prunable_names(oracle)]
+    for amount in amounts:
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
+    return {f"{n.rsplit('.', 1)[0]}.weight": m.weight_mask.bool() for n, m in zip(prunable_names(oracle), (t[0] for t in targets))}
+
+
+@pytest.mark.parametrize("amounts", [[0.2], [0.9], [0.2, 0.2, 0.2], [0.5, 0.5, 0.5, 0.5]])
+def test_global_magnitude_equals_torch_global_unstructured(amounts):
+    model = mlp()
+    masks = full_masks(model)
+    for amount in amounts:
+        masks = prune(scores(weights(model), masks, "magnitude", seed=0), masks, amount, "global")
+    expected = torch_global_masks(model, amounts)
+    assert masks.keys() == expected.keys()
+    for name in masks:
+        assert torch.equal(masks[name], expected[name]), name
+
+
+def test_sparsity_is_exact():
+    model = mlp()
+    masks = full_masks(model)
+    total = sum(m.numel() for m in masks.values())
+    masks = prune(scores(weights(model), masks, "magnitude", 0), masks, 0.2, "global")
+    assert sum(int(m.sum()) for m in masks.values()) == total - round(0.2 * total)
+    masks = prune(scores(weights(model), masks, "magnitude", 0), masks, fraction_for_density(masks, 0.01), "global")
+    assert density(masks) == pytest.approx(0.01, abs=1 / total)
+    assert sparsity(masks) == pytest.approx(0.99, abs=1 / total)
+
+
+def test_layerwise_prunes_each_layer_by_the_fraction():
+    model = mlp()
+    masks = full_masks(model)
+    masks = prune(scores(weights(model), masks, "magnitude", 0), masks, 0.75, "layer")
+    for name, mask in masks.items():
+        assert int(mask.sum()) == mask.numel() - round(0.75 * mask.numel()), name
+        w = model.get_parameter(name).detach().abs()
+        assert w[mask].min() >= w[~mask].max(), "kept weights must be the largest of their layer"
+
+
+def test_random_pruning_is_seeded_and_ignores_magnitude():
+    model = mlp()
+    masks = full_masks(model)
+    a = prune(scores(weights(model), masks, "random", seed=1), masks, 0.5, "global")
+    b = prune(scores(weights(model), masks, "random", seed=1), masks, 0.5, "global")
+    c = prune(scores(weights(model), masks, "random", seed=2), masks, 0.5, "global")
+    magnitude = prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "global")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+    assert any(not torch.equal(a[n], magnitude[n]) for n in a)
+    assert density(a) == pytest.approx(0.5, abs=1e-5)
+
+
+def test_pruned_weights_never_come_back_in_later_rounds():
+    model = mlp()
+    masks = full_masks(model)
+    first = prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "global")
+    # Make the pruned weights huge: they must still not be revived, only survivors are scored.
+    with torch.no_grad():
+        for name, mask in first.items():
+            model.get_parameter(name)[~mask] = 1e6
+    second = prune(scores(weights(model), first, "magnitude", 0), first, 0.5, "global")
+    for name in first:
+        assert not (second[name] & ~first[name]).any()
+
+
+def test_biases_are_never_prunable_and_exclude_globs_work():
+    model = mlp()
+    assert all(name.endswith("weight") for name in full_masks(model))
+    assert "5.weight" not in full_masks(model, exclude=["5.*"])
+    assert len(full_masks(model, exclude=["5.*"])) == len(full_masks(model)) - 1
+
+
+def test_apply_masks_writes_positive_zero():
+    model = mlp()
+    masks = prune(scores(weights(model), full_masks(model), "magnitude", 0), full_masks(model), 0.5, "global")
+    apply_masks(model, masks)
+    for name, mask in masks.items():
+        pruned = model.get_parameter(name)[~mask]
+        assert torch.equal(pruned, torch.zeros_like(pruned))
+        assert not torch.signbit(pruned).any()
+
+
+def test_bad_fraction_and_unknown_method_are_refused():
+    model = mlp()
+    masks = full_masks(model)
+    with pytest.raises(RewindError, match="fraction"):
+        prune(scores(weights(model), masks, "magnitude", 0), masks, 1.0, "global")
+    with pytest.raises(RewindError, match="prune.method"):
+        scores(weights(model), masks, "l2", 0)
+    with pytest.raises(RewindError, match="prune.scope"):
+        prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "row")
