@@ -20,6 +20,7 @@ from safetensors.torch import save as st_save
 from rewind import RewindError
 
 FORMAT = "rewind/1"
+HEADER_KEY = "rewind"
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -57,7 +58,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     """Save a flat dict of tensors with its content hash and string metadata."""
     cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     header = {**(meta or {}), "format": FORMAT, "sha256": tensors_digest(cpu)}
-    atomic_write_bytes(Path(path), st_save(cpu, metadata=header))
+    # One metadata key holding sorted JSON: safetensors writes a multi-key map in random order,
+    # and identical results must give identical bytes (DVC compares files by hash).
+    atomic_write_bytes(Path(path), st_save(cpu, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)}))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -70,7 +73,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         tensors = st_load(payload)
         meta = _read_metadata(payload)
-    except (SafetensorError, ValueError, RuntimeError) as err:
+    except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as err:
         raise RewindError(f"{path}: not a readable rewind checkpoint ({_one_line(err)})") from None
     if meta.get("format") != FORMAT:
         raise RewindError(f"{path}: not a rewind checkpoint (format {meta.get('format')!r})")
@@ -84,7 +87,10 @@ def _read_metadata(payload: bytes) -> dict[str, str]:
     """The header's string metadata (the payload was already validated by safetensors)."""
     size = int.from_bytes(payload[:8], "little")
     header = json.loads(payload[8 : 8 + size])
-    return dict(header.get("__metadata__") or {})
+    meta = json.loads((header.get("__metadata__") or {}).get(HEADER_KEY, "{}"))
+    if not isinstance(meta, dict):
+        raise ValueError("metadata is not a mapping")
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def _one_line(err: Exception) -> str:

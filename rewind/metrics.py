@@ -24,7 +24,9 @@ class Evaluation:
 
 
 @torch.no_grad()
-def accuracy_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+def accuracy_and_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> tuple[float, float]:
     """Top-1 accuracy and mean cross-entropy over (x, y), in eval mode."""
     model.eval()
     device = next(model.parameters()).device

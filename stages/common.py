@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 
 import torch
@@ -102,6 +103,14 @@ def load_masks(path, model: nn.Module | None = None) -> Masks:
 
 def write_json(path, payload: object) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_timing(stage: str, compute_seconds: float, started: float) -> None:
+    """Record a stage's compute seconds and its in-process seconds since `started` (perf_counter)."""
+    write_json(
+        layout.timing(stage),
+        {"compute_seconds": compute_seconds, "in_process_seconds": time.perf_counter() - started},
+    )
 
 
 def _first_line(err: Exception) -> str:

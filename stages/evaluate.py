@@ -23,11 +23,14 @@ def evaluate_all(params: Params, args: argparse.Namespace) -> None:
 
     results: dict[str, dict] = {"dense": measure(layout.DENSE)}
     for strategy in params.compare:
-        results[strategy] = {
-            f"round{spec.id}": measure(layout.round_dir(strategy, spec.id)) for spec in params.rounds
-        }
+        results[strategy] = {f"round{spec.id}": measure(layout.round_dir(strategy, spec.id)) for spec in params.rounds}
     write_json(layout.METRICS, results)
-    log.info("dense test accuracy %.4f; %d strategies x %d rounds evaluated", results["dense"]["accuracy"], len(params.compare), len(params.rounds))
+    log.info(
+        "dense test accuracy %.4f; %d strategies x %d rounds evaluated",
+        results["dense"]["accuracy"],
+        len(params.compare),
+        len(params.rounds),
+    )
 
 
 if __name__ == "__main__":

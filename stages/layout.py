@@ -16,6 +16,7 @@ CHECKPOINTS = DENSE / "checkpoints"
 MODEL = "model.safetensors"
 MASK = "mask.safetensors"
 TRAIN_LOG = "train.json"
+TIMINGS = Path("timings")
 METRICS = Path("results/metrics.json")
 REPORTS = Path("reports")
 REPORT = REPORTS / "report.md"
@@ -26,6 +27,12 @@ ACCURACY_PNG = REPORTS / "accuracy_vs_sparsity.png"
 def checkpoint(epoch: int) -> Path:
     """The dense weights after `epoch` epochs (epoch 0: the initialisation): a rewind point."""
     return CHECKPOINTS / f"epoch-{epoch:03d}.safetensors"
+
+
+def timing(stage: str) -> Path:
+    """Where a stage records its wall and compute seconds: apart from its results, so a rerun
+    that reproduces the same weights leaves everything downstream up to date."""
+    return TIMINGS / f"{stage}.json"
 
 
 def round_dir(strategy: str, round_id: int) -> Path:

@@ -184,7 +184,8 @@ def _round_problems(params: Params) -> list[str]:
     if prune.schedule == "oneshot":
         if len(prune.sparsities) != len(rounds):
             problems.append(
-                f"prune.sparsities: {len(prune.sparsities)} targets for {len(rounds)} rounds; one-shot pruning needs one per round"
+                f"prune.sparsities: {len(prune.sparsities)} targets for {len(rounds)} rounds; "
+                "one-shot pruning needs one per round"
             )
         if prune.sparsities != sorted(set(prune.sparsities)):
             problems.append("prune.sparsities: must be strictly increasing")

@@ -21,16 +21,20 @@ def prune_round(params: Params, args: argparse.Namespace) -> None:
         if not any(fnmatch(name, pattern) for pattern in params.prune.exclude)
     }
     p = params.prune
-    if p.schedule == "iterative":
-        fraction = p.fraction
-    else:
-        fraction = fraction_for_density(masks, 1.0 - p.sparsities[args.round])
+    # Iterative: a fraction of what survives; one-shot: whatever reaches this round's target.
+    target = 1.0 - p.sparsities[args.round] if p.schedule == "oneshot" else None
+    fraction = p.fraction if target is None else fraction_for_density(masks, target)
     scored = scores(weights, masks, p.method, seed=params.seed * 1000 + args.round)
     new_masks = prune(scored, masks, fraction, p.scope)
     save_tensors(layout.round_dir(args.strategy, args.round) / layout.MASK, new_masks)
     log.info(
         "%s round %d: density %.4f -> %.4f (%s %s pruning)",
-        args.strategy, args.round, density(masks), density(new_masks), p.scope, p.method,
+        args.strategy,
+        args.round,
+        density(masks),
+        density(new_masks),
+        p.scope,
+        p.method,
     )
 
 

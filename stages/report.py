@@ -41,7 +41,9 @@ def table(params: Params, metrics: dict) -> str:
         first = metrics[params.compare[0]][key]
         cells = [f"**{100 * a:.2f}**" if a == best else f"{100 * a:.2f}" for a in row.values()]
         lines.append(
-            f"| {spec.id} | {100 * first['sparsity']:.2f}% | {100 * (1 - first['sparsity']):.2f}% | " + " | ".join(cells) + " |"
+            f"| {spec.id} | {100 * first['sparsity']:.2f}% | {100 * (1 - first['sparsity']):.2f}% | "
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -52,7 +54,9 @@ def csv_rows(params: Params, metrics: dict) -> str:
     for spec in params.rounds:
         key = f"round{spec.id}"
         sparsity = metrics[params.compare[0]][key]["sparsity"]
-        lines.append(f"{spec.id},{sparsity:.6f}," + ",".join(f"{metrics[s][key]['accuracy']:.6f}" for s in params.compare))
+        lines.append(
+            f"{spec.id},{sparsity:.6f}," + ",".join(f"{metrics[s][key]['accuracy']:.6f}" for s in params.compare)
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -68,7 +72,12 @@ def plot(params: Params, metrics: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for strategy in params.compare:
         points = [metrics[strategy][f"round{s.id}"] for s in params.rounds]
-        ax.plot([100 * (1 - p["sparsity"]) for p in points], [100 * p["accuracy"] for p in points], marker="o", label=strategy)
+        ax.plot(
+            [100 * (1 - p["sparsity"]) for p in points],
+            [100 * p["accuracy"] for p in points],
+            marker="o",
+            label=strategy,
+        )
     ax.axhline(100 * metrics["dense"]["accuracy"], color="black", linestyle="--", linewidth=1, label="dense")
     ax.set_xscale("log")
     ax.invert_xaxis()

@@ -8,7 +8,17 @@ from rewind.checkpoint import load_tensors, save_tensors
 from rewind.strategies import resolve, start_state
 from rewind.train import train
 from stages import layout
-from stages.common import device_for, load_dataset, load_masks, log, new_model, run_stage, strategy_round_arguments, write_json
+from stages.common import (
+    device_for,
+    load_dataset,
+    load_masks,
+    log,
+    new_model,
+    run_stage,
+    strategy_round_arguments,
+    write_json,
+    write_timing,
+)
 from stages.params import Params
 from stages.train import sgd, train_log
 
@@ -43,8 +53,16 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
         raise RewindError(f"{args.strategy} round {args.round}: {err}") from None
     compute = time.perf_counter() - compute_started
     save_tensors(out / layout.MODEL, model.state_dict())
-    write_json(out / layout.TRAIN_LOG, train_log(history, compute, time.perf_counter() - started))
-    log.info("%s round %d: %d epochs from %s weights in %.1fs", args.strategy, args.round, len(plan.rates), plan.weights, compute)
+    write_json(out / layout.TRAIN_LOG, train_log(history))
+    write_timing(f"retrain@{args.strategy}-round{args.round}", compute, started)
+    log.info(
+        "%s round %d: %d epochs from %s weights in %.1fs",
+        args.strategy,
+        args.round,
+        len(plan.rates),
+        plan.weights,
+        compute,
+    )
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ import time
 
 from rewind.checkpoint import save_tensors
 from rewind.prune import full_masks
-from rewind.train import SGD, train
+from rewind.train import SGD, EpochRecord, train
 from stages import layout
-from stages.common import device_for, load_dataset, log, new_model, run_stage, write_json
+from stages.common import device_for, load_dataset, log, new_model, run_stage, write_json, write_timing
 from stages.params import Params
 
 
@@ -37,17 +37,14 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
     compute = time.perf_counter() - compute_started
     save_tensors(layout.DENSE / layout.MODEL, model.state_dict())
     save_tensors(layout.DENSE / layout.MASK, masks)
-    write_json(layout.DENSE / layout.TRAIN_LOG, train_log(history, compute, time.perf_counter() - started))
+    write_json(layout.DENSE / layout.TRAIN_LOG, train_log(history))
+    write_timing("train", compute, started)
     log.info("dense: %d epochs in %.1fs", epochs, compute)
 
 
-def train_log(history, compute_seconds: float, stage_seconds: float) -> dict:
-    """Per-epoch records and where the stage's time went (read by the benchmark)."""
-    return {
-        "epochs": [vars(record) for record in history],
-        "compute_seconds": compute_seconds,
-        "stage_seconds": stage_seconds,
-    }
+def train_log(history: list[EpochRecord]) -> dict:
+    """Per-epoch rate, loss and accuracy: deterministic, so identical reruns give identical files."""
+    return {"epochs": [{k: v for k, v in vars(record).items() if k != "seconds"} for record in history]}
 
 
 if __name__ == "__main__":

@@ -67,3 +67,14 @@ def test_pickle_is_never_unpickled(saved, tmp_path, monkeypatch):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(RewindError, match="nothing.safetensors: file not found"):
         load_tensors(tmp_path / "nothing.safetensors")
+
+
+def test_same_tensors_and_metadata_give_the_same_bytes(tmp_path):
+    tensors = {f"layer{i}.weight": torch.full((3,), float(i)) for i in range(8)}
+    meta = {f"key{i}": str(i) for i in range(8)}
+    payloads = set()
+    for attempt in range(5):
+        path = tmp_path / f"{attempt}.safetensors"
+        save_tensors(path, dict(reversed(tensors.items())) if attempt % 2 else tensors, meta)
+        payloads.add(path.read_bytes())
+    assert len(payloads) == 1

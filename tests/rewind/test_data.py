@@ -11,7 +11,7 @@ def test_digits_split_is_stratified_seeded_and_scaled():
     assert not torch.equal(a.y_test, c.y_test)
     assert a.input_shape == (1, 8, 8) and a.num_classes == 10
     assert len(a.y_train) + len(a.y_test) == 1797
-    assert 0.0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1.0
+    assert float(a.x_train.min()) >= 0.0 and float(a.x_train.max()) <= 1.0
     train_share = torch.bincount(a.y_train) / len(a.y_train)
     test_share = torch.bincount(a.y_test) / len(a.y_test)
     assert torch.allclose(train_share, test_share, atol=0.01)

@@ -23,7 +23,7 @@ def torch_global_masks(model: nn.Module, amounts: list[float]) -> dict[str, torc
     targets = [(oracle.get_submodule(n.rsplit(".", 1)[0]), "weight") for n in prunable_names(oracle)]
     for amount in amounts:
         torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
-    return {f"{n.rsplit('.', 1)[0]}.weight": m.weight_mask.bool() for n, m in zip(prunable_names(oracle), (t[0] for t in targets))}
+    return {name: module.weight_mask.bool() for name, (module, _) in zip(prunable_names(oracle), targets, strict=True)}
 
 
 @pytest.mark.parametrize("amounts", [[0.2], [0.9], [0.2, 0.2, 0.2], [0.5, 0.5, 0.5, 0.5]])

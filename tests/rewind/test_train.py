@@ -15,13 +15,21 @@ def run(rates, masks_fraction=0.0, seed=0, labels=None):
         weights = {n: p.detach() for n, p in model.named_parameters()}
         masks = prune(scores(weights, masks, "magnitude", 0), masks, masks_fraction, "global")
     seen = []
-    history = train(model, DATA, rates, masks, SGD(64, 0.9, 1e-4), seed, labels=labels,
-                    on_epoch=lambda record, m, _: seen.append(record.epoch))
+    history = train(
+        model,
+        DATA,
+        rates,
+        masks,
+        SGD(64, 0.9, 1e-4),
+        seed,
+        labels=labels,
+        on_epoch=lambda record, m, _: seen.append(record.epoch),
+    )
     return model, masks, history, seen
 
 
 def test_training_learns_and_calls_back_every_epoch():
-    model, _, history, seen = run([0.1] * 5)
+    _, _, history, seen = run([0.1] * 5)
     assert seen == [0, 1, 2, 3, 4]
     assert history[-1].train_loss < history[0].train_loss
     assert history[-1].train_accuracy > 0.9
@@ -58,5 +66,9 @@ def test_epoch_labels_decide_the_data_order():
     again.load_state_dict(model.state_dict())
     for m in (replay, again):
         train(m, DATA, [0.05, 0.05], masks, SGD(64, 0.9, 1e-4), 0, labels=[2, 3])
-    assert all(torch.equal(x, y) for x, y in zip(replay.state_dict().values(), again.state_dict().values(), strict=True))
-    assert not all(torch.equal(x, y) for x, y in zip(replay.state_dict().values(), full.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(replay.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+    assert not all(
+        torch.equal(x, y) for x, y in zip(replay.state_dict().values(), full.state_dict().values(), strict=True)
+    )

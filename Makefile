@@ -1,0 +1,29 @@
+# Two entry points: `make run` (the whole comparison) and `make test` (the test suite).
+# Both create .venv on first use from pyproject.toml's pinned dependencies.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# Stage commands in dvc.yaml call `python`: make it this venv's, and keep telemetry off.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup run test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+run: setup
+	dvc repro
+	@echo; cat reports/report.md
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+test: lint
+	pytest

@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny copy of the project in a temporary git repo, run with real dvc."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["rewind", "stages", "pipeline", "dvc.yaml", ".dvcignore", ".gitignore"]
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def tiny_params(**overrides) -> dict:
+    """The default params.yaml shrunk to seconds: 4 dense epochs, 2 rounds, 3 strategies."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(epochs=4, milestones=[2], batch_size=128)
+    params["strategies"].update(
+        ft={"weights": "final", "rates": "constant", "budget": 2},
+        wr={"weights": "rewind", "rates": "replay", "budget": 2},
+        lrr={"weights": "final", "rates": "replay", "budget": 2},
+        reinit={"weights": "reinit", "rates": "replay", "budget": 4},
+    )
+    params["compare"] = ["ft", "wr", "lrr"]
+    params["rounds"] = [{"id": 0, "prev": "../dense"}, {"id": 1, "prev": "round-0"}]
+    for dotted, value in overrides.items():
+        *path, last = dotted.split(".")
+        node = params
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return params
+
+
+def project_env() -> dict[str, str]:
+    """The environment stage commands need: this venv's python first on PATH, telemetry off."""
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        DO_NOT_TRACK="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def make_project(path: Path, params: dict) -> Path:
+    """A git + dvc repo holding the project's code and `params`, committed."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, path / name)
+    shutil.copytree(ROOT / ".dvc", path / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "tiny project"], path)
+    return path
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project", tiny_params())
