@@ -69,6 +69,23 @@ def load_digits(test_fraction: float, seed: int) -> Dataset:
     return Dataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)
 
 
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation on a batch, on its own device: zero-pad by `padding`, take a
+    random crop of the original size, flip half the images horizontally. The random draws come
+    from `generator` (on the CPU), so an epoch's augmentation is as reproducible as its order."""
+    n, _, height, width = x.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    rows = (offsets[0, :, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    across = torch.arange(width, device=x.device).expand(n, width)
+    across = torch.where(flips[:, None], width - 1 - across, across)
+    cols = (offsets[1, :, None] + across)[:, None, None, :]
+    index = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[index, channel, rows, cols]
+
+
 def batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

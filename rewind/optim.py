@@ -57,8 +57,8 @@ class MaskedSGD:
                 param.masked_fill_(~mask, 0.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Momentum buffers keyed by parameter name."""
-        return dict(self.buffers)
+        """A copy of the momentum buffers, keyed by parameter name."""
+        return {name: buffer.clone() for name, buffer in self.buffers.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         unknown = sorted(set(state) - set(self.params))

@@ -43,6 +43,15 @@ class EpochRecord:
 
 
 EpochCallback = Callable[[EpochRecord, nn.Module, MaskedSGD], None]
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run stopped: epochs completed and the momentum at that point."""
+
+    epochs_done: int
+    momentum: dict[str, torch.Tensor]
 
 
 def shuffle_seed(seed: int, label: int) -> int:
@@ -59,19 +68,31 @@ def train(
     seed: int,
     labels: Sequence[int] | None = None,
     on_epoch: EpochCallback | None = None,
+    resume: Resume | None = None,
+    augment: Augment | None = None,
 ) -> list[EpochRecord]:
     """Train for len(rates) epochs, epoch i at rate rates[i], keeping pruned weights at zero.
 
     `labels` name the epochs for data ordering (default 0, 1, …): a strategy that replays epochs
     T-t … T-1 of the dense schedule passes those numbers to see the same data order again.
-    Momentum starts fresh: every call builds its own optimizer.
+    Momentum starts fresh, unless `resume` continues an interrupted run: then the model must hold
+    the weights after `resume.epochs_done` epochs, and the result is bit-identical to a run that
+    was never interrupted. `augment` transforms each training batch (seeded with the epoch).
+    Returns the records of the epochs trained in this call.
     """
     labels = list(range(len(rates))) if labels is None else list(labels)
     optimizer = MaskedSGD(model, masks, sgd.momentum, sgd.weight_decay, sgd.nesterov)
+    first = 0
+    if resume is not None:
+        optimizer.load_state_dict(resume.momentum)
+        first = resume.epochs_done
     history = []
     for index, (rate, label) in enumerate(zip(rates, labels, strict=True)):
+        if index < first:
+            continue
         started = time.perf_counter()
-        loss, accuracy = _epoch(model, data, optimizer, rate, sgd.batch_size, shuffle_seed(seed, label))
+        generator = torch.Generator().manual_seed(shuffle_seed(seed, label))
+        loss, accuracy = _epoch(model, data, optimizer, rate, sgd.batch_size, generator, augment)
         if not math.isfinite(loss):
             raise RewindError(f"training diverged: loss is {loss} in epoch {index + 1} of {len(rates)} (lr {rate:g})")
         record = EpochRecord(index, rate, loss, accuracy, time.perf_counter() - started)
@@ -83,15 +104,22 @@ def train(
 
 
 def _epoch(
-    model: nn.Module, data: Dataset, optimizer: MaskedSGD, lr: float, batch_size: int, seed: int
+    model: nn.Module,
+    data: Dataset,
+    optimizer: MaskedSGD,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: Augment | None,
 ) -> tuple[float, float]:
     model.train()
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for x, y in batches(data.x_train, data.y_train, batch_size, generator):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, generator)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()

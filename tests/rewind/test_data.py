@@ -33,3 +33,27 @@ def test_from_tensors_names_the_source_on_bad_shapes():
     del tensors["y_train"]
     with pytest.raises(RewindError, match="missing tensors"):
         Dataset.from_tensors(tensors, 10, "prepared.safetensors")
+
+
+def test_random_crop_flip_is_a_seeded_shifted_or_mirrored_copy():
+    from rewind.data import random_crop_flip
+
+    x = torch.rand(64, 3, 8, 8)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), padding=2)
+    again = random_crop_flip(x, torch.Generator().manual_seed(0), padding=2)
+    assert out.shape == x.shape and torch.equal(out, again)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    kinds = set()
+    for image, source in zip(out, padded, strict=True):
+        crops = {
+            (i, j, f)
+            for i in range(5)
+            for j in range(5)
+            for f in (0, 1)
+            if torch.equal(image, (source[:, i : i + 8, j : j + 8].flip(2) if f else source[:, i : i + 8, j : j + 8]))
+        }
+        assert crops, "every output is a crop of the padded image, mirrored or not"
+        kinds |= {f for *_, f in crops}
+    assert kinds == {0, 1}, "some images are flipped and some are not"
+    unchanged = random_crop_flip(x, torch.Generator().manual_seed(0), padding=0)
+    assert all(torch.equal(a, b) or torch.equal(a, b.flip(2)) for a, b in zip(unchanged, x, strict=True))

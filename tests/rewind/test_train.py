@@ -72,3 +72,25 @@ def test_epoch_labels_decide_the_data_order():
     assert not all(
         torch.equal(x, y) for x, y in zip(replay.state_dict().values(), full.state_dict().values(), strict=True)
     )
+
+
+def test_resume_after_any_epoch_is_bit_identical_to_an_uninterrupted_run():
+    from rewind.train import Resume
+
+    rates = [0.1, 0.1, 0.05, 0.01, 0.01]
+    saved = {}
+    full = build_model("mlp", DATA.input_shape, 10, seed=0)
+    masks = full_masks(full)
+
+    def keep(record, model, optimizer):
+        saved[record.epoch + 1] = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
+
+    train(full, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, on_epoch=keep)
+    for done in (1, 3, 4):
+        weights, momentum = saved[done]
+        resumed = build_model("mlp", DATA.input_shape, 10, seed=0)
+        resumed.load_state_dict(weights)
+        history = train(resumed, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, resume=Resume(done, momentum))
+        assert [r.epoch for r in history] == list(range(done, len(rates)))
+        for (name, a), b in zip(resumed.state_dict().items(), full.state_dict().values(), strict=True):
+            assert torch.equal(a, b), (done, name)
