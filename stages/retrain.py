@@ -6,7 +6,6 @@ import time
 from rewind import RewindError
 from rewind.checkpoint import load_tensors, save_tensors
 from rewind.strategies import resolve, start_state
-from rewind.train import train
 from stages import layout
 from stages.common import (
     device_for,
@@ -20,6 +19,7 @@ from stages.common import (
     write_timing,
 )
 from stages.params import Params
+from stages.resumable import fingerprint, finish, train_resumably
 from stages.train import sgd, train_log
 
 
@@ -46,15 +46,22 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
     model.load_state_dict(state)
     model.to(device)
     masks = {name: m.to(device) for name, m in load_masks(out / layout.MASK, model).items()}
+    stage = f"retrain@{args.strategy}-round{args.round}"
+    inputs = [layout.DATASET, out / layout.MASK, layout.point(args.strategy, spec.prev) / layout.MODEL]
+    if plan.rewind_epoch is not None:
+        inputs.append(layout.checkpoint(plan.rewind_epoch))
     compute_started = time.perf_counter()
     try:
-        history = train(model, data, plan.rates, masks, sgd(params), params.seed, labels=plan.labels)
+        history = train_resumably(
+            stage, fingerprint(params, inputs), model, data, plan.rates, masks, sgd(params), params.seed, plan.labels
+        )
     except RewindError as err:
         raise RewindError(f"{args.strategy} round {args.round}: {err}") from None
     compute = time.perf_counter() - compute_started
     save_tensors(out / layout.MODEL, model.state_dict())
     write_json(out / layout.TRAIN_LOG, train_log(history))
-    write_timing(f"retrain@{args.strategy}-round{args.round}", compute, started)
+    write_timing(stage, compute, started)
+    finish(stage)
     log.info(
         "%s round %d: %d epochs from %s weights in %.1fs",
         args.strategy,
