@@ -1,12 +1,17 @@
 """Datasets as in-memory tensors.
 
-Images are float32 (N, C, H, W) in [0, 1] and labels int64 (N,). Every split is a pure function
-of its seed, so two runs see the same examples in the same order.
+Images are float32 (N, C, H, W) and labels int64 (N,). Digits are scaled to [0, 1]; CIFAR-10 and
+MNIST, read from a local folder in their published formats, are standardised per channel. Every
+split is a pure function of its seed, so two runs see the same examples in the same order.
 """
 
+import gzip
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from rewind import RewindError
@@ -67,6 +72,149 @@ def load_digits(test_fraction: float, seed: int) -> Dataset:
     )
     train_idx, test_idx = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
     return Dataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)
+
+
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = "test_batch"
+CIFAR10_PIXELS = 3 * 32 * 32
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+IDX_UBYTE = 0x08
+
+
+def load_cifar10(folder: Path) -> Dataset:
+    """CIFAR-10 from the folder `cifar-10-batches-py` of the published python archive: 50,000
+    training images in `data_batch_1` … `data_batch_5`, 10,000 test images in `test_batch`."""
+    folder = _existing_folder(folder, "CIFAR-10 python batches (data_batch_1 … data_batch_5, test_batch)")
+    train = [_cifar_batch(folder / name) for name in CIFAR10_TRAIN]
+    x_test, y_test = _cifar_batch(folder / CIFAR10_TEST)
+    x_train, y_train = torch.cat([x for x, _ in train]), torch.cat([y for _, y in train])
+    return _standardised(x_train, y_train, x_test, y_test, 10)
+
+
+def load_mnist(folder: Path) -> Dataset:
+    """MNIST from its four published IDX files (`train-images-idx3-ubyte` …), gzipped or not:
+    60,000 training and 10,000 test images of 28x28."""
+    folder = _existing_folder(folder, f"the MNIST IDX files {sorted(MNIST_FILES.values())} (optionally .gz)")
+    arrays = {split: _idx_file(folder, name) for split, name in MNIST_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.shape[1:] != (28, 28) or labels.ndim != 1 or len(labels) != len(images):
+            raise RewindError(
+                f"{folder}: MNIST {split} files hold images {images.shape} and labels {labels.shape}; "
+                "expected (N, 28, 28) and (N,)"
+            )
+    x_train, x_test = (torch.from_numpy(arrays[s].copy()).unsqueeze(1) for s in ("x_train", "x_test"))
+    y_train, y_test = (_labels(torch.from_numpy(arrays[s].astype(np.int64)), 10, folder) for s in ("y_train", "y_test"))
+    return _standardised(x_train, y_train, x_test, y_test, 10)
+
+
+def _existing_folder(folder: Path, expected: str) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RewindError(f"{folder}: no such folder; expected a folder holding {expected} (see README: Datasets)")
+    return folder
+
+
+def _standardised(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, num_classes: int
+) -> Dataset:
+    """uint8 images → float32 standardised per channel with the training split's own mean and
+    standard deviation (for the published CIFAR-10 files: 0.4914, 0.4822, 0.4465 and 0.2470, 0.2435,
+    0.2616; for MNIST 0.1307 and 0.3081 — the constants torchvision users copy come from the same sums)."""
+    pixels = x_train.double().div_(255.0)
+    mean = pixels.mean(dim=(0, 2, 3), keepdim=True)
+    std = pixels.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-12)
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return ((x.double() / 255.0 - mean) / std).float()
+
+    return Dataset(scale(x_train), y_train, scale(x_test), y_test, num_classes)
+
+
+def _labels(labels: torch.Tensor, num_classes: int, source: Path) -> torch.Tensor:
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise RewindError(
+            f"{source}: labels range {int(labels.min())}..{int(labels.max())}; expected 0..{num_classes - 1}"
+        )
+    return labels
+
+
+# numpy's array reconstructor, under its numpy 1 name (the published files) and its numpy 2 name.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that rebuilds dicts, lists, bytes, str, numbers and numpy arrays, and nothing
+    else: any other global in the stream (the way a pickle runs code) is refused."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing global {module}.{name}") from None
+
+
+def _cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One python batch: a dict with b'data' (N, 3072) uint8 rows (1024 red, 1024 green, 1024
+    blue, each row-major 32x32) and b'labels' (N ints)."""
+    expected = "a CIFAR-10 python batch (a pickled dict with b'data': uint8 (N, 3072), b'labels': N ints)"
+    try:
+        with open(path, "rb") as file:
+            batch = _ArraysOnly(file, encoding="bytes").load()
+    except FileNotFoundError:
+        raise RewindError(f"{path}: file not found; expected {expected}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise RewindError(f"{path}: unreadable ({err or 'truncated'}); expected {expected}") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != CIFAR10_PIXELS
+        or not isinstance(labels, list)
+        or len(labels) != len(data)
+        or not all(isinstance(label, int) for label in labels)
+    ):
+        found = f"data {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+        raise RewindError(f"{path}: found {found}; expected {expected}")
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return images, _labels(torch.tensor(labels, dtype=torch.int64), 10, path)
+
+
+def _idx_file(folder: Path, name: str) -> np.ndarray:
+    """An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, ndim big-endian int32 sizes, data."""
+    plain, packed = folder / name, folder / f"{name}.gz"
+    path = plain if plain.exists() else packed
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise RewindError(f"{folder}: neither {name} nor {name}.gz found; expected the MNIST IDX files") from None
+    except (OSError, EOFError) as err:
+        raise RewindError(f"{path}: not a readable gzip file ({err})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != IDX_UBYTE:
+        raise RewindError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()}, expected 000008xx)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise RewindError(
+            f"{path}: {len(raw) - header} data bytes for shape {shape}, expected {int(np.prod(shape))} (truncated?)"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
