@@ -94,3 +94,23 @@ def test_resume_after_any_epoch_is_bit_identical_to_an_uninterrupted_run():
         assert [r.epoch for r in history] == list(range(done, len(rates)))
         for (name, a), b in zip(resumed.state_dict().items(), full.state_dict().values(), strict=True):
             assert torch.equal(a, b), (done, name)
+
+
+def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_epoch():
+    import pytest
+
+    from rewind import RewindError
+
+    model = build_model("mlp", DATA.input_shape, 10, seed=0)
+    good = []
+    with pytest.raises(RewindError, match=r"training diverged: loss is (nan|inf) in epoch 2 of 3"):
+        train(
+            model,
+            DATA,
+            [0.1, 1e30, 0.1],
+            full_masks(model),
+            SGD(64, 0.9, 0.0),
+            0,
+            on_epoch=lambda record, m, _: good.append(record.epoch),
+        )
+    assert good == [0], "the callback (which saves progress) saw only the good epoch"
