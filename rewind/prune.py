@@ -5,6 +5,12 @@ remove the lowest-scoring ones": magnitude pruning scores by |w|, the random con
 uniform draw, and the scope decides whether one threshold spans all layers (global) or each
 layer loses the same fraction (layer). Weights already pruned are never scored, so iterative
 pruning removes a fraction of what remains, exactly as `torch.nn.utils.prune` does.
+
+The granularity decides what is scored and removed: single weights, or whole filters (output
+channels; rows of a linear layer), scored by their L1 norm as in Li et al. 2017. Filter pruning
+is the same selection over one score per filter; its masks are still boolean tensors shaped like
+the weight, with a removed filter False throughout, so training, rewinding and accounting do not
+change.
 """
 
 from collections.abc import Iterable
@@ -20,6 +26,7 @@ from rewind.models import prunable_names
 Masks = dict[str, torch.Tensor]
 Method = Literal["magnitude", "random"]
 Scope = Literal["global", "layer"]
+Granularity = Literal["weight", "filter"]
 
 
 def full_masks(model: nn.Module, exclude: Iterable[str] = ()) -> Masks:
@@ -32,24 +39,57 @@ def full_masks(model: nn.Module, exclude: Iterable[str] = ()) -> Masks:
     }
 
 
-def scores(weights: dict[str, torch.Tensor], masks: Masks, method: Method, seed: int) -> dict[str, torch.Tensor]:
-    """How much each prunable weight deserves to survive (higher survives)."""
+def scores(
+    weights: dict[str, torch.Tensor], masks: Masks, method: Method, seed: int, granularity: Granularity = "weight"
+) -> dict[str, torch.Tensor]:
+    """How much each prunable weight, or each filter, deserves to survive (higher survives).
+
+    Per weight: |w| or a uniform draw, shaped like the weight. Per filter: the L1 norm of its
+    surviving weights or a uniform draw, one per output channel.
+    """
+    _check_granularity(granularity)
     if method == "magnitude":
-        return {name: weights[name].detach().abs() for name in masks}
+        magnitudes = {name: weights[name].detach().abs() for name in masks}
+        if granularity == "filter":
+            return {name: (m * masks[name]).flatten(1).sum(1) for name, m in magnitudes.items()}
+        return magnitudes
     if method == "random":
         generator = torch.Generator().manual_seed(seed)
-        return {name: torch.rand(masks[name].shape, generator=generator) for name in masks}
+        shapes = {name: masks[name].shape[:1] if granularity == "filter" else masks[name].shape for name in masks}
+        return {name: torch.rand(shape, generator=generator) for name, shape in shapes.items()}
     raise RewindError(f"prune.method: unknown method {method!r}; known: magnitude, random")
 
 
-def prune(scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scope: Scope) -> Masks:
-    """Remove `fraction` of the surviving weights, those with the lowest scores.
+def prune(
+    scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scope: Scope, granularity: Granularity = "weight"
+) -> Masks:
+    """Remove `fraction` of the surviving weights or filters, those with the lowest scores.
 
     The count removed is round(fraction * surviving), over all layers together (global) or per
-    layer (layer), the same rounding as torch.nn.utils.prune.
+    layer (layer), the same rounding as torch.nn.utils.prune. A filter survives while any of its
+    weights does; removing it sets its whole slice of the mask to False.
     """
     if not 0.0 <= fraction < 1.0:
         raise RewindError(f"prune fraction must be in [0, 1), got {fraction}")
+    _check_granularity(granularity)
+    if granularity == "filter":
+        alive = {name: mask.flatten(1).any(1) for name, mask in masks.items()}
+        kept_filters = _select(scored, alive, fraction, scope)
+        return {name: mask & _broadcast(kept_filters[name], mask) for name, mask in masks.items()}
+    return _select(scored, masks, fraction, scope)
+
+
+def _check_granularity(granularity: Granularity) -> None:
+    if granularity not in ("weight", "filter"):
+        raise RewindError(f"prune.granularity: unknown granularity {granularity!r}; known: weight, filter")
+
+
+def _broadcast(per_filter: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-filter flag reshaped to broadcast over the weight tensor's other dimensions."""
+    return per_filter.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _select(scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scope: Scope) -> Masks:
     if scope == "layer":
         return {name: _prune_lowest({name: scored[name]}, {name: m}, fraction)[name] for name, m in masks.items()}
     if scope == "global":

@@ -111,3 +111,73 @@ def test_bad_fraction_and_unknown_method_are_refused():
         scores(weights(model), masks, "l2", 0)
     with pytest.raises(RewindError, match="prune.scope"):
         prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "row")
+
+
+# --- structured (filter) pruning -------------------------------------------------------------
+
+
+def resnet20():
+    return build_model("resnet20", (3, 8, 8), 10, seed=1)
+
+
+def test_filter_pruning_equals_torch_ln_structured_per_layer():
+    model = resnet20()
+    masks = full_masks(model, exclude=["fc.weight"])
+    filters = prune(scores(weights(model), masks, "magnitude", 0, "filter"), masks, 0.3, "layer", "filter")
+    for name, mask in filters.items():
+        module = build_model("resnet20", (3, 8, 8), 10, seed=1).get_submodule(name.rsplit(".", 1)[0])
+        torch_prune.ln_structured(module, "weight", amount=0.3, n=1, dim=0)
+        assert mask.shape == module.weight_mask.shape and mask.dtype == torch.bool
+        assert torch.equal(mask, module.weight_mask.bool()), name
+
+
+def test_filter_masks_remove_whole_filters_and_later_rounds_only_remove_survivors():
+    model = resnet20()
+    masks = full_masks(model, exclude=["fc.weight", "conv.weight"])
+    first = prune(scores(weights(model), masks, "magnitude", 0, "filter"), masks, 0.5, "layer", "filter")
+    with torch.no_grad():  # make removed filters huge: they must stay removed, only survivors are scored
+        for name, mask in first.items():
+            model.get_parameter(name)[~mask] = 1e6
+    second = prune(scores(weights(model), first, "magnitude", 0, "filter"), first, 0.5, "layer", "filter")
+    for name, mask in second.items():
+        per_filter = mask.flatten(1)
+        assert (per_filter.all(1) | ~per_filter.any(1)).all(), f"{name}: a filter is kept or removed whole"
+        channels = mask.shape[0]
+        alive_before = int(first[name].flatten(1).any(1).sum())
+        assert alive_before == channels - round(0.5 * channels)
+        assert int(per_filter.any(1).sum()) == alive_before - round(0.5 * alive_before)
+        assert not (mask & ~first[name]).any()
+
+
+def test_random_filter_pruning_is_seeded_and_differs_from_l1():
+    model = resnet20()
+    masks = full_masks(model, exclude=["fc.weight"])
+
+    def filters(method, seed):
+        return prune(scores(weights(model), masks, method, seed, "filter"), masks, 0.5, "layer", "filter")
+
+    a, b, c, l1 = filters("random", 1), filters("random", 1), filters("random", 2), filters("magnitude", 0)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+    assert any(not torch.equal(a[n], l1[n]) for n in a)
+    with pytest.raises(RewindError, match="prune.granularity: unknown granularity 'channel'"):
+        prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "layer", "channel")
+
+
+def test_filter_masks_keep_whole_channels_at_zero_through_training():
+    from rewind.data import Dataset
+    from rewind.train import SGD, train
+
+    model = resnet20()
+    masks = full_masks(model, exclude=["fc.weight"])
+    masks = prune(scores(weights(model), masks, "magnitude", 0, "filter"), masks, 0.25, "layer", "filter")
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=generator), torch.randint(0, 10, (32,), generator=generator)
+    before = weights(model)
+    train(model, Dataset(x, y, x, y, 10), [0.1, 0.1], masks, SGD(batch_size=16, weight_decay=5e-4), seed=0)
+    for name, mask in masks.items():
+        weight = model.get_parameter(name).detach()
+        removed = ~mask.flatten(1).any(1)
+        assert removed.any(), name
+        assert torch.equal(weight[removed], torch.zeros_like(weight[removed])), f"{name}: removed filters stay zero"
+        assert not torch.equal(weight[~removed], before[name][~removed]), f"{name}: kept filters are trained"
