@@ -1,0 +1,65 @@
+"""`python -m pipeline`: run the flow once, here and now, against PREFECT_API_URL or a temporary server.
+
+python -m pipeline                                   # like `dvc repro`, branches in parallel
+python -m pipeline --strategy ft --strategy lrr      # compare two strategies (an experiment)
+python -m pipeline --set strategies.lrr.budget=30    # an override (an experiment), as dvc exp run -S
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import PipelineError
+from pipeline.options import RunOptions, read_params, resolve_changes
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
+    """Command-line arguments as the flow's RunOptions; values parse as YAML, as with `dvc exp run -S`."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--strategy", action="append", dest="strategies", help="a strategy to compare (repeat)")
+    parser.add_argument("--set", "-S", action="append", default=[], metavar="KEY=VALUE", help="a params.yaml override")
+    parser.add_argument("--parallelism", type=int, default=2, help="stages at the same time, at most (default 2)")
+    parser.add_argument("--retries", type=int, default=2, help="retries after a transient failure (default 2)")
+    parser.add_argument("--experiment", help="name of the DVC experiment a run with overrides is saved as")
+    parser.add_argument("--project", type=Path, default=Path("."), help="the project folder (default: here)")
+    args = parser.parse_args(argv)
+    overrides = dict(_override(item) for item in args.set)
+    options = RunOptions(
+        strategies=args.strategies,
+        overrides=overrides,
+        parallelism=args.parallelism,
+        retries=args.retries,
+        experiment=args.experiment,
+    )
+    return options, args.project
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the options, run the flow; a problem is one `error:` line and exit status 2 (1 if a stage failed)."""
+    try:
+        options, project = parse_args(argv)
+        resolve_changes(options, read_params(project))  # fail fast, before starting Prefect
+    except (PipelineError, ValueError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    from pipeline.flow import rewind
+
+    state = rewind(options=options, project=str(project), return_state=True)
+    if not state.is_completed():
+        print(f"error: {state.result(raise_on_failure=False)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _override(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise PipelineError(f"--set {item!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

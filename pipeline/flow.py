@@ -1,0 +1,133 @@
+"""The `rewind` flow: the DVC pipeline, one Prefect task per stage, independent branches in parallel.
+
+The flow reads the DAG from DVC, then submits each stage as soon as every stage it depends on
+has completed, keeping at most `parallelism` running. A failed stage fails the stages
+downstream of it (as `not-run` tasks that name it), while every other branch runs to its end,
+so their results are in dvc.lock and the cache. Then the results artifact is published and, for
+a run with overrides, the experiment is saved and the workspace restored (pipeline.workspace).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from pipeline import PipelineError
+from pipeline.dag import Graph, read_graph, stale_stages, topological_order
+from pipeline.options import RunOptions, apply_changes, check_params, read_params, resolve_changes
+from pipeline.results import publish
+from pipeline.tasks import StageRun, not_run, run_stage
+from pipeline.workspace import Experiment, experiment
+
+SHOWN_NOT_RUN = 8  # stages named in the failure message; the UI lists every one
+MAX_THREADS = 64  # the thread pool's size; `parallelism` limits what is submitted to it
+
+
+class PipelineFailed(Exception):
+    """Some stages failed: the message names them and the stages that could not run."""
+
+
+class RunSummary(BaseModel):
+    """What a flow run did, stage by stage, and the experiment it saved (if any)."""
+
+    stages: dict[str, StageRun]
+    experiment: str | None = None
+    changes: dict[str, object] = {}
+
+
+@flow(name="rewind", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS), log_prints=True)
+def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary:  # noqa: B008 (Prefect reads defaults)
+    """Run the comparison as `dvc repro` would, with parallel branches; see the module docstring."""
+    root = Path(project).resolve()
+    params = read_params(root)
+    changes = resolve_changes(options, params)
+    if changes:
+        check_params(apply_changes(params, changes))
+    with _workspace(root, changes, options.experiment) as recorder:
+        stages = run_graph(read_graph(root), stale_stages(root), root, options)
+        publish(root, _heading(changes))
+        saved = recorder.save(options.experiment) if recorder else None
+    if saved:
+        get_run_logger().info("saved as DVC experiment %r; see `dvc exp show`", saved)
+    return RunSummary(stages=stages, experiment=saved, changes=changes)
+
+
+def run_graph(graph: Graph, stale: set[str], root: Path, options: RunOptions) -> dict[str, StageRun]:
+    """Run every stage once its upstream stages completed; raise PipelineFailed naming failures.
+
+    A stage goes through `dvc repro -s` when `dvc status` listed it (`stale`) or a stage it
+    depends on ran or was restored; DVC then decides. Any other stage is up to date already.
+    """
+    logger = get_run_logger()
+    stage_task = run_stage.with_options(retries=options.retries)
+    waiting = topological_order(graph)
+    done: dict[str, StageRun] = {}
+    failed: dict[str, str] = {}  # stage → its failure, one line
+    blocked: dict[str, list[str]] = {}  # stage → the failed stages that keep it from running
+    running: dict[PrefectFuture, str] = {}
+    while waiting or running:
+        for name in [n for n in waiting if _failed_upstream(graph[n], failed, blocked)]:
+            waiting.remove(name)
+            blocked[name] = _failed_upstream(graph[name], failed, blocked)
+            running[not_run.with_options(task_run_name=name).submit(name, blocked[name])] = name
+        ready = [n for n in waiting if graph[n] <= done.keys()]
+        for name in ready[: max(0, options.parallelism - _stages_running(running, blocked))]:
+            waiting.remove(name)
+            check = name in stale or any(done[up].outcome != "up to date" for up in graph[name])
+            running[stage_task.with_options(task_run_name=name).submit(str(root), name, check)] = name
+        if not running:
+            raise PipelineError(f"stages never became ready: {waiting}")  # a cycle; DVC forbids them
+        future = next(as_completed(list(running)))
+        name = running.pop(future)
+        if name in blocked:
+            continue
+        result = future.result(raise_on_failure=False)
+        if future.state.is_completed():
+            done[name] = result
+        else:
+            failed[name] = str(result)
+            logger.error("%s", failed[name])
+    if failed:
+        raise PipelineFailed(_failure_message(failed, blocked))
+    return done
+
+
+def _failed_upstream(upstream: frozenset[str], failed: dict[str, str], blocked: dict[str, list[str]]) -> list[str]:
+    """The failed stages at the root of `upstream`'s failures, sorted; empty when none failed."""
+    roots = {u for u in upstream if u in failed}
+    for u in upstream:
+        roots.update(blocked.get(u, ()))
+    return sorted(roots)
+
+
+def _stages_running(running: dict[PrefectFuture, str], blocked: dict[str, list[str]]) -> int:
+    return sum(1 for name in running.values() if name not in blocked)
+
+
+def _failure_message(failed: dict[str, str], blocked: dict[str, list[str]]) -> str:
+    message = "; ".join(failed[name] for name in sorted(failed))
+    if blocked:
+        names = sorted(blocked)
+        more = f" and {len(names) - SHOWN_NOT_RUN} more" if len(names) > SHOWN_NOT_RUN else ""
+        message += f"; not run: {', '.join(names[:SHOWN_NOT_RUN])}{more}"
+    return message
+
+
+@contextmanager
+def _workspace(root: Path, changes: dict[str, object], name: str | None) -> Iterator[Experiment | None]:
+    """An experiment for a run with changes; the plain workspace (like `dvc repro`) otherwise."""
+    if not changes:
+        yield None
+        return
+    with experiment(root, changes, name) as recorder:
+        yield recorder
+
+
+def _heading(changes: dict[str, object]) -> str:
+    if not changes:
+        return "rewind results"
+    return "rewind results with " + ", ".join(f"{key}={value!r}" for key, value in changes.items())

@@ -1,0 +1,146 @@
+"""What one flow run does, and how its overrides become a new params.yaml.
+
+Overrides are checked against params.yaml before anything is written: an unknown key or
+strategy is one line naming it, and the merged params must pass the same validation the
+`validate` stage applies, so a bad value never costs a half-run pipeline.
+"""
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline import PipelineError
+
+PARAMS_FILE = "params.yaml"
+COMPARE_KEY = "compare"
+STRATEGIES_KEY = "strategies"
+
+
+class RunOptions(BaseModel):
+    """The flow's parameters; Prefect's UI and `prefect deployment run --param` show these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategies: list[str] | None = Field(
+        default=None,
+        description="Strategies to compare (params.yaml `compare`); default: those in params.yaml.",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="params.yaml keys, dotted as for `dvc exp run -S`, mapped to new values; "
+        "e.g. {'strategies.lrr.budget': 30}. A run that changes params.yaml is saved as a DVC experiment.",
+    )
+    parallelism: int = Field(default=2, ge=1, le=64, description="Stages run at the same time, at most.")
+    retries: int = Field(default=2, ge=0, le=10, description="Retries of a stage after a transient failure.")
+    experiment: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
+        description="Name of the DVC experiment a run with overrides is saved as; default: DVC picks one.",
+    )
+
+
+def read_params(project: Path) -> dict[str, Any]:
+    """params.yaml as plain data; a missing or broken file is one line."""
+    path = project / PARAMS_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PipelineError(f"{PARAMS_FILE}: cannot read: {' '.join(str(err).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{PARAMS_FILE}: expected a mapping at the top level")
+    return data
+
+
+def resolve_changes(options: RunOptions, params: dict[str, Any]) -> dict[str, Any]:
+    """The params.yaml keys this run changes (dotted key → value), only those that differ.
+
+    `strategies` is sugar for an override of `compare`. Raises PipelineError naming an unknown
+    key or strategy.
+    """
+    if options.strategies is not None and COMPARE_KEY in options.overrides:
+        raise PipelineError(f"options: give the strategies as `strategies` or as overrides[{COMPARE_KEY!r}], not both")
+    wanted = dict(options.overrides)
+    if options.strategies is not None:
+        wanted[COMPARE_KEY] = list(options.strategies)
+    merged = copy.deepcopy(params)
+    changes = {}
+    for key, value in wanted.items():
+        container, last = _locate(merged, key)
+        if container[last] != value:
+            container[last] = value
+            changes[key] = value
+    _check_strategies(merged)
+    if options.experiment is not None and not changes:
+        raise PipelineError("experiment: a name is given but no override changes params.yaml; nothing to record")
+    return changes
+
+
+def apply_changes(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `params` with `changes` (from resolve_changes) applied."""
+    merged = copy.deepcopy(params)
+    for key, value in changes.items():
+        container, last = _locate(merged, key)
+        container[last] = value
+    return merged
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Validate merged params with the stages' own rules (stages.params), before writing anything."""
+    from stages.params import load_params  # the one definition of valid params; imports torch, so late
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PARAMS_FILE
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        try:
+            load_params(path)
+        except Exception as err:  # ParamsError, a RewindError: one line naming the key
+            raise PipelineError(f"overrides: {str(err).replace(str(path), PARAMS_FILE)}") from None
+
+
+def write_changes(project: Path, changes: dict[str, Any]) -> None:
+    """Apply `changes` to params.yaml in place, keeping its comments and layout (as `dvc exp run -S` does)."""
+    from dvc.utils.serialize import modify_yaml  # DVC's own round-trip editor of params files
+
+    with modify_yaml(project / PARAMS_FILE) as data:
+        for key, value in changes.items():
+            container, last = _locate(data, key)
+            container[last] = value
+
+
+def _locate(data: Any, dotted: str) -> tuple[Any, Any]:
+    """The container holding `dotted` and the last key (an int for a list index); unknown → PipelineError."""
+    parts = dotted.split(".")
+    node = data
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        if isinstance(node, dict):
+            if part not in node:
+                known = ", ".join(map(str, node)) or "nothing"
+                raise PipelineError(f"overrides: unknown params.yaml key {here!r} (known here: {known})")
+            key: Any = part
+        elif isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise PipelineError(f"overrides: unknown params.yaml key {here!r} (a list of {len(node)} items)")
+            key = int(part)
+        else:
+            raise PipelineError(f"overrides: unknown params.yaml key {here!r} ({'.'.join(parts[:depth])} is a value)")
+        if depth == len(parts) - 1:
+            return node, key
+        node = node[key]
+    raise PipelineError("overrides: empty key")
+
+
+def _check_strategies(params: dict[str, Any]) -> None:
+    compare = params.get(COMPARE_KEY)
+    defined = params.get(STRATEGIES_KEY) or {}
+    if not isinstance(compare, list) or not compare:
+        raise PipelineError(f"strategies: expected a non-empty list of strategy names, got {compare!r}")
+    for name in compare:
+        if name not in defined:
+            raise PipelineError(f"strategies: unknown strategy {name!r}; defined in params.yaml: {sorted(defined)}")
+    if len(set(compare)) != len(compare):
+        raise PipelineError(f"strategies: a strategy is named twice in {compare}")

@@ -1,0 +1,87 @@
+"""The results artifact: every metric per strategy and round, and its change against HEAD.
+
+Values come from DVC (`dvc metrics show` / `dvc metrics diff`), which knows the metrics files
+from dvc.yaml, so the artifact shows what `dvc metrics diff` shows, laid out as a table: one
+row per group (`dense`, `lrr.round3`, …), one column per metric, the change in brackets.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipeline.workspace import dvc
+
+ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
+TABLE_KEY = "rewind-results-table"
+FIRST_COLUMNS = ("sparsity", "accuracy", "loss")
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as dotted keys, the way `dvc metrics diff` names them."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def collect(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics now, metrics diff against HEAD), both keyed `file: dotted key`, from DVC."""
+    shown = json.loads(dvc(project, "metrics", "show", "--json") or "{}")
+    files = {
+        file: content.get("data") or {} for rev in shown.values() for file, content in (rev.get("data") or {}).items()
+    }
+    diff = json.loads(dvc(project, "metrics", "diff", "--json") or "{}")
+
+    def name(file: str, key: str) -> str:  # the file is named only when there are several
+        return key if len(files) <= 1 else f"{file}: {key}"
+
+    current = {name(file, key): value for file, data in files.items() for key, value in flatten(data).items()}
+    changes = {name(file, key): change for file, keys in diff.items() for key, change in keys.items()}
+    return current, changes
+
+
+def table_rows(current: dict[str, Any], changes: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows: one row per metric group, each metric with its change against HEAD."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, value in current.items():
+        group, _, metric = name.rpartition(".")
+        row = groups.setdefault(group or name, {"group": group or name})
+        row[metric] = value
+        change = (changes.get(name) or {}).get("diff")
+        if isinstance(change, int | float) and change != 0:
+            row[f"{metric} change"] = change
+    metrics = sorted({key for row in groups.values() for key in row if key != "group" and not key.endswith("change")})
+    metrics.sort(key=lambda m: (FIRST_COLUMNS.index(m) if m in FIRST_COLUMNS else len(FIRST_COLUMNS), m))
+    return metrics, list(groups.values())
+
+
+def markdown(metrics: list[str], rows: list[dict[str, Any]], heading: str) -> str:
+    """A markdown table: value, and `(+0.0133)` where it differs from the committed metrics."""
+    lines = [f"# {heading}", "", "Change against the last committed metrics (`dvc metrics diff`) in brackets.", ""]
+    lines.append("| " + " | ".join(["", *metrics]) + " |")
+    lines.append("|" + "---|" + "---:|" * len(metrics))
+    for row in rows:
+        cells = [_cell(row.get(m), row.get(f"{m} change")) for m in metrics]
+        lines.append("| " + " | ".join([f"`{row['group']}`", *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(project: Path, heading: str) -> str:
+    """Create the markdown and table artifacts of the current results; returns the markdown."""
+    current, changes = collect(project)
+    metrics, rows = table_rows(current, changes)
+    text = markdown(metrics, rows, heading)
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: results per strategy and round")
+    create_table_artifact(key=TABLE_KEY, table=rows, description="rewind: results per strategy and round, as data")
+    return text
+
+
+def _cell(value: Any, change: Any) -> str:
+    if value is None:
+        return ""
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{shown} ({change:+.4g})" if change is not None else shown

@@ -1,0 +1,155 @@
+"""`python -m pipeline.serve` (`make prefect-up`): a local Prefect server, the deployment, a worker.
+
+It starts `prefect server start` on 127.0.0.1 (SQLite under PREFECT_HOME, ~/.prefect by
+default), creates the `process` work pool, registers the deployments of prefect.yaml from the
+project root (`prefect deploy --all`) and runs a worker in the foreground. The cron schedule
+in prefect.yaml then starts the flow nightly; `prefect deployment run rewind/nightly` starts it
+now. Ctrl-C stops the worker and the server. Telemetry is off throughout.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from pipeline import PipelineError
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+POOL = "rewind-process"
+DEPLOYMENT = "rewind/nightly"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def prefect_env(api_url: str, home: Path | None = None) -> dict[str, str]:
+    """The environment of every Prefect command here: this server, this venv first on PATH, no telemetry."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_API_HOST=HOST,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        DVC_NO_ANALYTICS="1",
+    )
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
+    return env
+
+
+def prefect(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> str:
+    """Run a `prefect` CLI command; a failure is one PipelineError line with its last output line."""
+    command = [sys.executable, "-m", "prefect", *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()] or ["failed"]
+        raise PipelineError(f"prefect {' '.join(args)}: {lines[-1].strip()}")
+    return result.stdout
+
+
+@contextmanager
+def local_server(port: int, home: Path | None, cwd: Path, log: Path | None = None) -> Iterator[dict[str, str]]:
+    """A `prefect server start` on 127.0.0.1:`port`, healthy; yields its environment, stops it on exit."""
+    api_url = f"http://{HOST}:{port}/api"
+    env = prefect_env(api_url, home)
+    output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopping it stops its children too
+    )
+    try:
+        wait_healthy(api_url, server)
+        yield env
+    finally:
+        stop(server)
+        if log:
+            output.close()
+
+
+def wait_healthy(api_url: str, server: subprocess.Popen, timeout: float = 90) -> None:
+    """Block until the server answers /health; PipelineError if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise PipelineError(f"prefect server exited with status {server.returncode} before it was healthy")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise PipelineError(f"prefect server at {api_url} not healthy after {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        process.wait()
+
+
+def register(project: Path, env: dict[str, str]) -> None:
+    """Create the process work pool (if missing) and deploy prefect.yaml's deployments from `project`."""
+    try:
+        prefect("work-pool", "inspect", POOL, env=env, cwd=project)
+    except PipelineError:
+        prefect("work-pool", "create", POOL, "--type", "process", env=env, cwd=project)
+    prefect("deploy", "--all", "--no-prompt", env=env, cwd=project)
+
+
+def worker_command(run_once: bool = False) -> list[str]:
+    """The worker for the pool; `--run-once` executes what is due now and exits (tests)."""
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"]
+    return [*command, "--run-once"] if run_once else command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Server, deployment, worker in the foreground until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("--project", type=Path, default=Path("."), help="the project folder (default: here)")
+    parser.add_argument("--server-log", type=Path, help="append the server's output to this file")
+    args = parser.parse_args(argv)
+    project = args.project.resolve()
+    home = Path(os.environ["PREFECT_HOME"]) if "PREFECT_HOME" in os.environ else None
+    try:
+        with local_server(args.port, home, project, args.server_log) as env:
+            register(project, env)
+            print(f"Prefect UI: http://{HOST}:{args.port}  deployment {DEPLOYMENT}, pool {POOL}", flush=True)
+            print(f"Run now:    PREFECT_API_URL={env['PREFECT_API_URL']} prefect deployment run {DEPLOYMENT}")
+            try:
+                return subprocess.run(worker_command(), cwd=project, env=env, check=False).returncode
+            except KeyboardInterrupt:
+                return 0
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Fixtures of the flow tests: one Prefect test server per session, tiny projects run by the flow."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.flow import RunSummary, rewind
+from pipeline.options import RunOptions
+from tests.conftest import ROOT, dvc, make_project, project_env, run, tiny_params
+
+ONE_ROUND = [{"id": 0, "prev": "../dense"}]
+
+
+def flow_params() -> dict:
+    """tiny_params cut further for the flow tests: two strategies, one round (9 stages)."""
+    return tiny_params(compare=["ft", "lrr"], rounds=ONE_ROUND)
+
+
+def make_flow_project(path: Path, params: dict) -> Path:
+    """make_project plus prefect.yaml and prefect.toml, committed: what `prefect deploy` reads."""
+    project = make_project(path, params)
+    for name in ("prefect.yaml", "prefect.toml"):
+        shutil.copy2(ROOT / name, project / name)
+    run(["git", "add", "prefect.yaml", "prefect.toml"], project)
+    run(["git", "commit", "-qm", "prefect deployment"], project)
+    return project
+
+
+def run_flow(project: Path, **options) -> tuple[object, RunSummary | BaseException]:
+    """The flow on `project` in this process; (final state, its result or exception)."""
+    state = rewind(options=RunOptions(**options), project=str(project), return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def stale(project: Path) -> set[str]:
+    return set(json.loads(dvc("status", "--json", cwd=project).stdout or "{}"))
+
+
+def lock_outs(project: Path) -> dict[str, list]:
+    """Every stage's recorded outputs, less timings (wall-clock seconds differ from run to run)."""
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {
+        name: [out for out in stage.get("outs", []) if not out["path"].startswith("timings/")]
+        for name, stage in stages.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server (SQLite) for every flow test of the session."""
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def flowed(prefect_server, tmp_path_factory) -> tuple[Path, RunSummary, Path]:
+    """A tiny project run by the flow and committed, and one reproduced by `dvc repro` on the same params.
+
+    `dvc repro` runs in the background meanwhile: the two share the two cores, not the wall time.
+    """
+    base = tmp_path_factory.mktemp("flow")
+    reference = make_project(base / "reference", flow_params())
+    log = base / "repro.log"
+    with log.open("w") as output:
+        repro = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro"], cwd=reference, env=project_env(), stdout=output, stderr=output
+        )
+        project = make_flow_project(base / "project", flow_params())
+        state, summary = run_flow(project)
+        assert repro.wait(timeout=600) == 0, log.read_text()
+    assert state.is_completed(), summary
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results of the flow"], project)
+    return project, summary, reference

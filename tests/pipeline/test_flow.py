@@ -1,0 +1,126 @@
+"""The flow under a real (temporary) Prefect server on a tiny config: the same stages, outputs and
+metrics as `dvc repro`, a results artifact, experiments for overrides, one-line errors."""
+
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from pipeline.results import ARTIFACT_KEY, TABLE_KEY
+from tests.conftest import dvc, run
+from tests.pipeline.conftest import lock_outs, run_flow, stale
+
+pytestmark = pytest.mark.slow
+
+STAGES = {
+    "validate",
+    "prepare",
+    "train",
+    "prune@ft-round0",
+    "prune@lrr-round0",
+    "retrain@ft-round0",
+    "retrain@lrr-round0",
+    "evaluate",
+    "report",
+}
+
+
+def test_every_stage_runs_once_and_dvc_status_is_clean(flowed):
+    project, summary, _ = flowed
+    assert set(summary.stages) == STAGES
+    assert {run.outcome for run in summary.stages.values()} == {"ran"}
+    assert stale(project) == set()
+    assert set(lock_outs(project)) == STAGES
+
+
+def test_outputs_and_metrics_are_bit_identical_to_dvc_repro(flowed):
+    project, _, reference = flowed
+    assert (project / "results/metrics.json").read_bytes() == (reference / "results/metrics.json").read_bytes()
+    assert lock_outs(project) == lock_outs(reference), "every output hash as under dvc repro"
+
+
+def test_independent_branches_run_at_the_same_time(flowed):
+    _, summary, _ = flowed
+    ft, lrr = summary.stages["prune@ft-round0"], summary.stages["prune@lrr-round0"]
+    assert max(ft.started, lrr.started) < min(ft.started + ft.seconds, lrr.started + lrr.seconds)
+
+
+def test_results_artifact_has_every_strategy_and_round(flowed):
+    project, _, _ = flowed
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[TABLE_KEY])))
+    assert artifacts and tables
+    text = artifacts[-1].data
+    metrics = json.loads((project / "results/metrics.json").read_text())
+    for group in ("dense", "ft.round0", "lrr.round0"):
+        assert f"`{group}`" in text
+    assert f"{metrics['lrr']['round0']['accuracy']:.4g}" in text
+
+
+def test_second_run_starts_no_stage(prefect_server, flowed):
+    project, _, _ = flowed
+    state, summary = run_flow(project)
+    assert state.is_completed(), summary
+    assert {run.outcome for run in summary.stages.values()} == {"up to date"}
+    assert stale(project) == set()
+
+
+def test_overrides_run_as_an_experiment_and_leave_the_workspace_as_committed(prefect_server, flowed):
+    project, _, _ = flowed
+    params_before = (project / "params.yaml").read_bytes()
+    metrics_before = (project / "results/metrics.json").read_bytes()
+    state, summary = run_flow(project, overrides={"strategies.lrr.budget": 3}, experiment="lrr-budget-3")
+    assert state.is_completed(), summary
+    ran = {name for name, run in summary.stages.items() if run.outcome != "up to date"}
+    assert ran == {"validate", "retrain@lrr-round0", "evaluate", "report"}
+    assert summary.experiment == "lrr-budget-3"
+    # recorded: dvc exp show lists it with its parameter, dvc metrics diff compares it with HEAD
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    budgets = {
+        experiment["name"]: rev["data"]["params"]["params.yaml"]["data"]["strategies"]["lrr"]["budget"]
+        for commit in shown
+        for experiment in commit.get("experiments") or []
+        for rev in experiment["revs"]
+    }
+    assert budgets["lrr-budget-3"] == 3
+    diff = json.loads(dvc("metrics", "diff", "HEAD", "lrr-budget-3", "--json", cwd=project).stdout)
+    assert diff["results/metrics.json"] and {key.split(".")[0] for key in diff["results/metrics.json"]} == {"lrr"}
+    # and the workspace is as committed: same params and metrics, nothing modified, nothing stale
+    assert (project / "params.yaml").read_bytes() == params_before
+    assert (project / "results/metrics.json").read_bytes() == metrics_before
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+    assert stale(project) == set()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"strategies": ["ft", "magic"]}, "strategies: unknown strategy 'magic'"),
+        ({"overrides": {"strategies.lrr.budgett": 3}}, "overrides: unknown params.yaml key 'strategies.lrr.budgett'"),
+        ({"overrides": {"train.epochs": 0}}, "overrides: params.yaml: train.epochs"),
+    ],
+)
+def test_bad_options_fail_in_one_line_before_touching_anything(prefect_server, flowed, options, message):
+    project, _, _ = flowed
+    lock_before = (project / "dvc.lock").read_bytes()
+    state, error = run_flow(project, **options)
+    assert state.is_failed()
+    assert message in str(error) and "\n" not in str(error)
+    assert (project / "dvc.lock").read_bytes() == lock_before
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+
+
+def test_overrides_need_a_committed_workspace(prefect_server, flowed):
+    project, _, _ = flowed
+    path = project / "stages/report.py"
+    original = path.read_text()
+    path.write_text(original + "\n")
+    try:
+        state, error = run_flow(project, overrides={"strategies.lrr.budget": 3})
+        assert state.is_failed()
+        assert "stages/report.py" in str(error) and "commit or stash" in str(error)
+        assert (project / "params.yaml").read_text() == run(["git", "show", "HEAD:params.yaml"], project).stdout
+    finally:
+        path.write_text(original)
