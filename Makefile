@@ -27,3 +27,15 @@ lint: setup
 
 test: lint
 	pytest
+
+# Prefect (pipeline/): run the flow once; serve the scheduled deployment; benchmark the flow.
+.PHONY: flow prefect-up bench-flow
+
+flow: setup
+	$(PYTHON) -m pipeline
+
+prefect-up: setup
+	$(PYTHON) -m pipeline.serve
+
+bench-flow: setup
+	$(PYTHON) -m pipeline.bench

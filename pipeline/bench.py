@@ -1,0 +1,155 @@
+"""`python -m pipeline.bench`: the flow with parallel branches against sequential `dvc repro`.
+
+Each measurement starts from a clean state: a fresh copy of the project's code, params.yaml and
+dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In one process:
+
+1. `dvc repro` of every stage, one at a time: the baseline;
+2. the flow with `--parallelism` stages at a time (default 2): speed-up = (1) / (2);
+3. the flow with one stage at a time: Prefect's own overhead = its wall time minus the sum of
+   its stages' `dvc repro -s` times (`--no-overhead` skips this run).
+
+Flow times count from the flow's start to its end against an already running local Prefect
+server, so the server's start-up (seconds, once) is not in them. `measure()` returns the
+numbers for other benchmarks; `--json PATH` writes them.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.tasks import stage_env
+
+PROJECT_FILES = ["rewind", "stages", "pipeline", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+
+
+def fresh_copy(source: Path, target: Path) -> Path:
+    """The project's code and params in a new git repo with an empty DVC cache: a clean state."""
+    target.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.exists():
+            shutil.copy2(path, target / name)
+    shutil.copytree(source / ".dvc", target / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    env = stage_env() | {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost"}
+    env |= {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+        subprocess.run(command, cwd=target, env=env, check=True, capture_output=True)
+    return target
+
+
+def time_dvc_repro(project: Path) -> float:
+    """Wall seconds of a plain `dvc repro`, every stage one after the other."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=project, env=stage_env(), capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"error: dvc repro failed in {project}:\n{result.stderr[-2000:]}")
+    return seconds
+
+
+def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
+    """Wall seconds of the flow, the sum of its stages' seconds, and the time no stage was running."""
+    from pipeline.flow import rewind
+    from pipeline.options import RunOptions
+
+    started = time.perf_counter()
+    started_at = time.time()
+    state = rewind(options=RunOptions(parallelism=parallelism), project=str(project), return_state=True)
+    wall = time.perf_counter() - started
+    summary = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        raise SystemExit(f"error: the flow failed in {project}: {summary}")
+    runs = list(summary.stages.values())
+    busy = _union([(run.started, run.started + run.seconds) for run in runs if run.seconds > 0])
+    return {
+        "wall_s": wall,
+        "stages": len(runs),
+        "stage_sum_s": sum(run.seconds for run in runs),
+        "idle_s": wall - busy,  # no stage process running: Prefect, DVC DAG reading, artifact
+        "first_stage_after_s": min(run.started for run in runs) - started_at,
+    }
+
+
+def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[str, Any]:
+    """The benchmark's numbers (see the module docstring) for the project at `project`."""
+    from prefect.logging.handlers import APILogHandler
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipeline.serve import free_port, local_server
+
+    with tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
+        base = Path(tmp)
+        results: dict[str, Any] = {"parallelism": parallelism}
+        results["dvc_repro_s"] = time_dvc_repro(fresh_copy(project, base / "repro"))
+        with (
+            local_server(free_port(), base / "prefect-home", project) as env,
+            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
+        ):
+            results["flow"] = time_flow(fresh_copy(project, base / "flow"), parallelism)
+            if overhead:
+                results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
+            APILogHandler.flush()  # send the flows' logs while the server is still up
+        results["speedup"] = results["dvc_repro_s"] / results["flow"]["wall_s"]
+        if overhead:
+            sequential = results["flow_sequential"]
+            results["prefect_overhead_s"] = sequential["wall_s"] - sequential["stage_sum_s"]
+            results["prefect_overhead_per_stage_s"] = results["prefect_overhead_s"] / sequential["stages"]
+        return results
+
+
+def report(results: dict[str, Any]) -> str:
+    """The numbers as a few lines of text."""
+    flow = results["flow"]
+    lines = [
+        f"dvc repro (sequential):        {results['dvc_repro_s']:7.1f} s",
+        f"flow, parallelism {results['parallelism']}:          {flow['wall_s']:7.1f} s"
+        f"  ({flow['stages']} stages, {flow['stage_sum_s']:.1f} s of stage time, {flow['idle_s']:.1f} s with none)",
+        f"speed-up:                      {results['speedup']:7.2f}x",
+    ]
+    if "flow_sequential" in results:
+        sequential = results["flow_sequential"]
+        lines += [
+            f"flow, parallelism 1:           {sequential['wall_s']:7.1f} s"
+            f"  ({sequential['stage_sum_s']:.1f} s in stages)",
+            f"Prefect overhead:              {results['prefect_overhead_s']:7.1f} s"
+            f"  ({results['prefect_overhead_per_stage_s'] * 1000:.0f} ms per stage)",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--project", type=Path, default=Path("."), help="the project to copy (default: here)")
+    parser.add_argument("--parallelism", type=int, default=2, help="stages at a time in the flow (default 2)")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the one-at-a-time flow run")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    results = measure(args.project.resolve(), args.parallelism, overhead=not args.no_overhead)
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    """Total length covered by the intervals."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
