@@ -16,6 +16,7 @@ numbers for other benchmarks; `--json PATH` writes them.
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-overhead", action="store_true", help="skip the one-at-a-time flow run")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the Prefect server
     results = measure(args.project.resolve(), args.parallelism, overhead=not args.no_overhead)
     print(report(results))
     if args.json:

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, default=Path("."), help="the project folder (default: here)")
     parser.add_argument("--server-log", type=Path, help="append the server's output to this file")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the Prefect server
     project = args.project.resolve()
     home = Path(os.environ["PREFECT_HOME"]) if "PREFECT_HOME" in os.environ else None
     try:
