@@ -1,0 +1,7 @@
+"""Where the time goes: `python -m bench` measures overheads as ratios against baselines taken in
+the same run (a ratio survives a busy or different machine better than a raw time does).
+
+Sections: mask overhead of MaskedSGD, DVC stage overhead, no-op and incremental reruns, the
+Prefect flow against sequential DVC, peak memory per stage, and our training loop against a
+plain PyTorch loop. Nothing here runs in the pipeline; it works in temporary directories only.
+"""

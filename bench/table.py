@@ -1,0 +1,55 @@
+"""The printed table: one line per figure, median with its spread, the target beside it."""
+
+from collections.abc import Iterator
+
+
+def _spread(stats: dict) -> str:
+    return f"{stats['min']:.3g}–{stats['max']:.3g} (n={stats['n']})"
+
+
+def rows(results: dict) -> Iterator[tuple[str, str, str, str]]:
+    """(figure, median or value, spread, target) for every figure in `results`."""
+    for case in results["mask_overhead"]["cases"]:
+        shape = "x".join(map(str, case["input_shape"]))
+        ratio = case["ratio"]
+        yield f"mask overhead {case['model']} {shape}", f"{ratio['median']:.3f}×", _spread(ratio), "≤ 1.05×"
+    stage = results["stage_overhead"]
+    yield "clean repro: (wall − compute) / compute", f"{stage['overhead_ratio']:.2f}", "n=1", "≤ 0.50"
+    for name, share in stage["breakdown_share_of_wall"].items():
+        seconds = stage["breakdown_seconds"][name]
+        yield f"  {name}", f"{seconds:.1f} s", f"{share:.1%} of {stage['wall_seconds']:.1f} s", ""
+    noop = results["noop"]["wall_seconds"]
+    yield "no-op repro", f"{noop['median']:.2f} s", _spread(noop), "< 3 s"
+    inc = results["incremental"]
+    yield (
+        f"incremental ({inc['change']})",
+        f"{inc['ratio_to_full']:.2f}× of full",
+        f"{inc['stages_rerun']}/{inc['stages_total']} stages, {inc['wall_seconds']:.1f} s",
+        "",
+    )
+    yield from _parallel(results["parallel"])
+    mem = results["memory"]
+    yield "peak RSS, largest stage", f"{mem['peak_rss_mib']:.0f} MiB", mem["largest_stage"], ""
+    roof = results["roofline"]
+    ours = roof["ours_samples_per_second"]["median"]
+    ratio = roof["ratio"]
+    yield f"our loop / plain loop ({roof['model']})", f"{ratio['median']:.3f}×", _spread(ratio), "≥ 0.95×"
+    yield "  our loop throughput", f"{ours:.0f} samples/s", _spread(roof["ours_samples_per_second"]), ""
+
+
+def _parallel(par: dict) -> Iterator[tuple[str, str, str, str]]:
+    if par["status"] != "measured":
+        yield "Prefect flow vs sequential repro", par["status"], par["reason"][:80], ""
+        return
+    spread = f"{par['sequential_wall_seconds']:.1f} s → {par['parallel_wall_seconds']:.1f} s, {par['stages']} stages"
+    yield "Prefect flow speed-up over sequential", f"{par['speedup']:.2f}×", spread, ""
+
+
+def render(results: dict) -> str:
+    """A plain-text table of every figure."""
+    lines = list(rows(results))
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    header = ("figure", "median", "spread / detail", "target")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    out = [header, tuple("-" * w for w in widths), *lines]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in out)
