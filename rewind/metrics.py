@@ -18,6 +18,8 @@ class Evaluation:
     remaining_params: int
     total_params: int
     compression: float
+    flops: int
+    dense_flops: int
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -40,10 +42,42 @@ def accuracy_and_loss(
 
 
 def evaluate(model: nn.Module, masks: Masks, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
-    """Accuracy and loss on (x, y), with sparsity over the prunable weights and the
-    compression ratio over all parameters (total / remaining, biases and norms included)."""
+    """Accuracy and loss on (x, y), with sparsity over the prunable weights, the compression
+    ratio over all parameters (total / remaining, biases and norms included), and FLOPs."""
     accuracy, loss = accuracy_and_loss(model, x, y)
     all_params = sum(p.numel() for p in model.parameters())
     remaining = all_params - (total(masks) - kept(masks))
     sparsity = 1.0 - kept(masks) / total(masks) if masks else 0.0
-    return Evaluation(accuracy, loss, sparsity, remaining, all_params, all_params / remaining)
+    pruned_flops, dense_flops = flops(model, masks, tuple(x.shape[1:]))
+    return Evaluation(
+        accuracy, loss, sparsity, remaining, all_params, all_params / remaining, pruned_flops, dense_flops
+    )
+
+
+@torch.no_grad()
+def flops(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Multiply-accumulates of one forward pass of conv and linear layers: (pruned, dense).
+
+    A layer's dense count is its weight count times the output positions it is applied at; a
+    pruned layer does only the multiplications of its surviving weights (the usual accounting
+    for unstructured sparsity). Other layers (activations, pooling, norms) are left out.
+    """
+    counts: dict[str, tuple[int, int]] = {}
+    names = {module: name for name, module in model.named_modules()}
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        positions = output[0, 0].numel() if isinstance(module, nn.Conv2d) else 1
+        name = f"{names[module]}.weight" if names[module] else "weight"
+        surviving = int(masks[name].sum()) if name in masks else module.weight.numel()
+        counts[name] = (surviving * positions, module.weight.numel() * positions)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        was_training = model.training
+        model.eval()
+        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+        model.train(was_training)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())

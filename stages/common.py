@@ -77,7 +77,7 @@ def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:
 
 def load_model(params: Params, data: Dataset, path, device: torch.device) -> nn.Module:
     """The registry's model with the weights stored at `path`; a mismatch names the file."""
-    model = new_model(params, data, params.seed)
+    model = new_model(params, data, seed=0)  # the architecture; the weights come from `path`
     state, _ = load_tensors(path)
     try:
         model.load_state_dict(state)
@@ -87,18 +87,24 @@ def load_model(params: Params, data: Dataset, path, device: torch.device) -> nn.
 
 
 def load_masks(path, model: nn.Module | None = None) -> Masks:
+    """Boolean masks from `path`, checked against `model`'s weights when one is given."""
     masks, _ = load_tensors(path)
+    check_masks(masks, model, str(path))
+    return masks
+
+
+def check_masks(masks: Masks, model: nn.Module | None, source: str = "masks") -> None:
     for name, mask in masks.items():
         if mask.dtype != torch.bool:
-            raise RewindError(f"{path}: mask {name!r} has dtype {mask.dtype}, expected torch.bool")
-        if model is not None:
-            try:
-                shape = model.get_parameter(name).shape
-            except AttributeError:
-                raise RewindError(f"{path}: mask {name!r} names no parameter of the model") from None
-            if mask.shape != shape:
-                raise RewindError(f"{path}: mask {name!r} has shape {tuple(mask.shape)}, the weight {tuple(shape)}")
-    return masks
+            raise RewindError(f"{source}: mask {name!r} has dtype {mask.dtype}, expected torch.bool")
+        if model is None:
+            continue
+        try:
+            shape = model.get_parameter(name).shape
+        except AttributeError:
+            raise RewindError(f"{source}: mask {name!r} names no parameter of the model") from None
+        if mask.shape != shape:
+            raise RewindError(f"{source}: mask {name!r} has shape {tuple(mask.shape)}, the weight {tuple(shape)}")
 
 
 def write_json(path, payload: object) -> None:

@@ -1,37 +1,64 @@
-"""Stage `evaluate`: test accuracy, loss, sparsity and size of the dense network and every round.
+"""Stage `evaluate`: test accuracy, loss, sparsity, size and FLOPs of the dense networks and of
+every round, for every seed.
 
-One metrics file with stable keys, dense → values and strategy → round<k> → values, so
-`dvc metrics diff` lines up across commits and experiments.
+Two files: `results/evaluations.json` with every seed's numbers, and the metrics file
+`results/metrics.json` with their mean and standard deviation under stable keys, dense → values
+and strategy → round<k> → values, so `dvc metrics diff` lines up across commits and experiments.
 """
 
 import argparse
+from pathlib import Path
 
+from rewind.data import Dataset
 from rewind.metrics import evaluate
+from rewind.stats import summarize
 from stages import layout
 from stages.common import device_for, load_dataset, load_masks, load_model, log, run_stage, write_json
 from stages.params import Params
 
 
 def evaluate_all(params: Params, args: argparse.Namespace) -> None:
-    device = device_for(params)
-    data = load_dataset(device)
-
-    def measure(folder) -> dict:
-        model = load_model(params, data, folder / layout.MODEL, device)
-        masks = load_masks(folder / layout.MASK, model)
-        return evaluate(model, masks, data.x_test, data.y_test).as_dict()
-
-    results: dict[str, dict] = {"dense": measure(layout.DENSE)}
-    for strategy in params.compare:
-        results[strategy] = {f"round{spec.id}": measure(layout.round_dir(strategy, spec.id)) for spec in params.rounds}
-    write_json(layout.METRICS, results)
+    data = load_dataset(device_for(params))
+    points = {"dense": {"dense": layout.DENSE}} | {
+        strategy: {f"round{spec.id}": layout.round_dir(strategy, spec.id) for spec in params.rounds}
+        for strategy in params.compare
+    }
+    per_seed = {
+        group: {
+            name: {f"seed{s}": measure(params, data, folder, s) for s in params.seeds} for name, folder in items.items()
+        }
+        for group, items in points.items()
+    }
+    evaluations = {"dense": per_seed["dense"]["dense"]} | {s: per_seed[s] for s in params.compare}
+    metrics = {"dense": aggregate(evaluations["dense"])} | {
+        s: {key: aggregate(seeds) for key, seeds in per_seed[s].items()} for s in params.compare
+    }
+    write_json(layout.EVALUATIONS, evaluations)
+    write_json(layout.METRICS, metrics)
     log.info(
-        "dense test accuracy %.4f; %d strategies x %d rounds evaluated",
-        results["dense"]["accuracy"],
+        "dense test accuracy %.4f ± %.4f over %d seeds; %d strategies x %d rounds evaluated",
+        metrics["dense"]["accuracy"],
+        metrics["dense"]["accuracy_std"],
+        len(params.seeds),
         len(params.compare),
         len(params.rounds),
     )
 
 
+def measure(params: Params, data: Dataset, folder: Path, seed: int) -> dict:
+    model = load_model(params, data, layout.model(folder, seed), data.x_test.device)
+    masks = load_masks(layout.mask(folder, seed), model)
+    return evaluate(model, masks, data.x_test, data.y_test).as_dict()
+
+
+def aggregate(seeds: dict[str, dict]) -> dict:
+    """Mean of every value over seeds, plus the standard deviation of accuracy and the count."""
+    runs = list(seeds.values())
+    summary = {key: summarize([run[key] for run in runs]).mean for key in runs[0]}
+    summary["accuracy_std"] = summarize([run["accuracy"] for run in runs]).std
+    summary["seeds"] = len(runs)
+    return summary
+
+
 if __name__ == "__main__":
-    run_stage(evaluate_all, "Evaluate the dense network and every retrained round on the test set.")
+    run_stage(evaluate_all, "Evaluate the dense networks and every retrained round on the test set.")

@@ -1,8 +1,8 @@
 """Where every stage reads and writes; dvc.yaml declares the same paths.
 
-The dense run and every pruning round are "points": a folder holding model.safetensors and
-mask.safetensors. A round names the point it starts from with its `prev` in params.yaml,
-relative to its strategy's folder (`../dense`, or `round-<k-1>` when pruning iteratively).
+The dense run and every pruning round are "points": a folder with `models/` and `masks/`, one
+`seed-<s>.safetensors` in each per seed. A round names the point it starts from with its
+`prev` in params.yaml, relative to its strategy's folder (`../dense`, or `round-<k-1>`).
 """
 
 import os
@@ -13,20 +13,36 @@ DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")
 DENSE = RUNS / "dense"
 CHECKPOINTS = DENSE / "checkpoints"
-MODEL = "model.safetensors"
-MASK = "mask.safetensors"
-TRAIN_LOG = "train.json"
+LIVE = DENSE / "live"
 TIMINGS = Path("timings")
 METRICS = Path("results/metrics.json")
+EVALUATIONS = Path("results/evaluations.json")
+SWEEP = Path("results/sweep")
 REPORTS = Path("reports")
 REPORT = REPORTS / "report.md"
 ACCURACY_CSV = REPORTS / "accuracy.csv"
+BUDGET_CSV = REPORTS / "budget.csv"
 ACCURACY_PNG = REPORTS / "accuracy_vs_sparsity.png"
+BUDGET_PNG = REPORTS / "accuracy_vs_budget.png"
+DENSE_PNG = REPORTS / "dense_training.png"
 
 
-def checkpoint(epoch: int) -> Path:
+def model(point: Path, seed: int) -> Path:
+    return point / "models" / f"seed-{seed}.safetensors"
+
+
+def mask(point: Path, seed: int) -> Path:
+    return point / "masks" / f"seed-{seed}.safetensors"
+
+
+def history(point: Path, seed: int) -> Path:
+    """Per-epoch rate, loss and train accuracy of the training that produced the point's model."""
+    return point / "history" / f"seed-{seed}.json"
+
+
+def checkpoint(seed: int, epoch: int) -> Path:
     """The dense weights after `epoch` epochs (epoch 0: the initialisation): a rewind point."""
-    return CHECKPOINTS / f"epoch-{epoch:03d}.safetensors"
+    return CHECKPOINTS / f"seed-{seed}" / f"epoch-{epoch:03d}.safetensors"
 
 
 def timing(stage: str) -> Path:
@@ -42,3 +58,7 @@ def round_dir(strategy: str, round_id: int) -> Path:
 def point(strategy: str, prev: str) -> Path:
     """The folder a round starts from, resolving `prev` against the strategy's folder."""
     return Path(os.path.normpath(RUNS / strategy / prev))
+
+
+def sweep_result(strategy: str, budget: int) -> Path:
+    return SWEEP / f"{strategy}-{budget}.json"

@@ -20,7 +20,8 @@ from rewind.strategies import Strategy
 PARAMS_FILE = Path("params.yaml")
 DENSE_PREV = "../dense"
 STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-DATASETS = ("digits",)
+DATASETS = ("digits", "cifar10", "mnist")
+FOLDER_DATASETS = ("cifar10", "mnist")  # read from data.root in their published formats
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
@@ -34,7 +35,9 @@ class Strict(BaseModel):
 
 class DataParams(Strict):
     name: str
+    split_seed: Annotated[int, Field(ge=0)]
     test_fraction: Fraction
+    root: str | None  # the folder of a published dataset's files; null for digits
 
 
 class ModelParams(Strict):
@@ -52,6 +55,7 @@ class TrainParams(Strict):
     gamma: Annotated[float, Field(gt=0.0, le=1.0)]
     warmup_epochs: Annotated[int, Field(ge=0)]
     device: Literal["cpu", "cuda", "auto"]
+    augment: bool  # 4-pixel padded random crop and horizontal flip of every training batch
 
     def schedule(self) -> StepSchedule:
         return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)
@@ -63,6 +67,7 @@ class PruneParams(Strict):
     sparsities: list[Fraction]
     method: Literal["magnitude", "random"]
     scope: Literal["global", "layer"]
+    granularity: Literal["weight", "filter"]
     exclude: list[str]
 
 
@@ -70,6 +75,15 @@ class StrategyParams(Strict):
     weights: Literal["final", "rewind", "reinit"]
     rates: Literal["replay", "constant"]
     budget: Annotated[int, Field(ge=0)]
+    pruning: Literal["magnitude", "random"] | None = None  # overrides prune.method: a control
+
+
+class SweepParams(Strict):
+    """Accuracy against retraining budget, after one-shot pruning of the dense network."""
+
+    strategies: list[str]
+    sparsities: list[Fraction]
+    budgets: list[Annotated[int, Field(ge=0)]]
 
 
 class RoundParams(Strict):
@@ -78,7 +92,7 @@ class RoundParams(Strict):
 
 
 class Params(Strict):
-    seed: Annotated[int, Field(ge=0)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -86,12 +100,17 @@ class Params(Strict):
     strategies: dict[str, StrategyParams]
     compare: list[str]
     rounds: list[RoundParams]
+    sweep: SweepParams
 
     def strategy(self, name: str) -> Strategy:
-        if name not in self.compare:
+        if name not in self.compare and name not in self.sweep.strategies:
             raise ParamsError(f"params.yaml: compare: strategy {name!r} is not compared; compared: {self.compare}")
         spec = self.strategies[name]
         return Strategy(name, spec.weights, spec.rates, spec.budget)
+
+    def pruning_method(self, strategy: str) -> str:
+        """The strategy's own pruning method if it sets one (a control), else prune.method."""
+        return self.strategies[strategy].pruning or self.prune.method
 
     def round(self, index: int) -> RoundParams:
         if not 0 <= index < len(self.rounds):
@@ -144,6 +163,14 @@ def consistency_problems(params: Params) -> list[str]:
     epochs = params.train.epochs
     if params.data.name not in DATASETS:
         problems.append(f"data.name: unknown dataset {params.data.name!r}; known: {list(DATASETS)}")
+    if params.data.name in FOLDER_DATASETS and not params.data.root:
+        problems.append(f"data.root: {params.data.name} is read from a folder; name the folder holding its files")
+    if params.data.name == "digits" and params.data.root is not None:
+        problems.append("data.root: digits ships with scikit-learn and reads no folder; set it to null")
+    if params.prune.granularity == "filter" and params.prune.scope != "layer":
+        problems.append(
+            "prune.granularity: filter pruning removes a fraction of each layer's filters; set prune.scope: layer"
+        )
     if params.model.name not in MODELS:
         problems.append(f"model.name: unknown model {params.model.name!r}; known: {sorted(MODELS)}")
     for milestone in params.train.milestones:
@@ -165,6 +192,18 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"compare: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}")
     if len(set(params.compare)) != len(params.compare):
         problems.append("compare: a strategy is listed twice")
+    if len(set(params.seeds)) != len(params.seeds):
+        problems.append("seeds: a seed is listed twice")
+    for name in params.sweep.strategies:
+        if name not in params.strategies:
+            problems.append(
+                f"sweep.strategies: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}"
+            )
+    for budget in params.sweep.budgets:
+        if budget > epochs:
+            problems.append(f"sweep.budgets: {budget} is larger than train.epochs ({epochs})")
+    if len(set(params.sweep.budgets)) != len(params.sweep.budgets):
+        problems.append("sweep.budgets: a budget is listed twice")
     problems += _round_problems(params)
     return problems
 

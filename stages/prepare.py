@@ -1,16 +1,31 @@
-"""Stage `prepare`: the dataset as one verified tensor file, so later stages load it fast."""
+"""Stage `prepare`: the dataset as one verified tensor file, so later stages load it fast.
+
+Digits ships with scikit-learn and is split by `data.split_seed`; CIFAR-10 and MNIST are read
+from `data.root` in their published formats, with their published train/test split.
+"""
 
 import argparse
+from pathlib import Path
 
 from rewind.checkpoint import save_tensors
-from rewind.data import load_digits
+from rewind.data import Dataset, load_cifar10, load_digits, load_mnist
 from stages import layout
 from stages.common import log, run_stage
 from stages.params import Params
 
+FOLDER_LOADERS = {"cifar10": load_cifar10, "mnist": load_mnist}
+
+
+def load(params: Params) -> Dataset:
+    """The dataset params.yaml names; a missing or malformed folder is a RewindError naming it."""
+    if params.data.name == "digits":
+        return load_digits(params.data.test_fraction, params.data.split_seed)
+    assert params.data.root is not None  # checked by stages.params
+    return FOLDER_LOADERS[params.data.name](Path(params.data.root))
+
 
 def prepare(params: Params, args: argparse.Namespace) -> None:
-    data = load_digits(params.data.test_fraction, params.seed)
+    data = load(params)
     save_tensors(layout.DATASET, data.tensors(), {"name": params.data.name, "num_classes": str(data.num_classes)})
     log.info(
         "%s: %d train, %d test examples of shape %s",

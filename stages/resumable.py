@@ -35,9 +35,9 @@ def scratch_dir(stage: str) -> Path:
     return SCRATCH / stage.replace("@", "-")
 
 
-def fingerprint(params: Params, inputs: Sequence[Path]) -> str:
-    """What a run's result depends on: every param and the bytes of every input file."""
-    digest = hashlib.sha256(params.model_dump_json().encode())
+def fingerprint(params: Params, inputs: Sequence[Path], seed: int) -> str:
+    """What a run's result depends on: every param, the seed and the bytes of every input file."""
+    digest = hashlib.sha256(f"{params.model_dump_json()}|seed={seed}".encode())
     for path in inputs:
         digest.update(str(path).encode())
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())

@@ -1,4 +1,5 @@
-"""Stage `train`: the dense network, with its weights saved after every epoch (the rewind points)."""
+"""Stage `train`: the dense network for every seed, with its weights saved after every epoch
+(the rewind points), its per-epoch curves logged with dvclive."""
 
 import argparse
 import time
@@ -6,6 +7,7 @@ import time
 from torch import nn
 
 from rewind.checkpoint import save_tensors
+from rewind.data import Dataset
 from rewind.prune import full_masks
 from rewind.train import SGD, EpochRecord
 from stages import layout
@@ -22,40 +24,48 @@ def sgd(params: Params) -> SGD:
 
 
 def train_dense(params: Params, args: argparse.Namespace) -> None:
-    """Rewind points are written to the scratch folder as training goes (so a killed run resumes
-    with them) and moved into the declared output folder once all epochs are done."""
     started = time.perf_counter()
     device = device_for(params)
     data = load_dataset(device)
-    model = new_model(params, data, params.seed).to(device)
+    compute = 0.0
+    for seed in params.seeds:
+        compute_started = time.perf_counter()
+        train_seed(params, data, seed)
+        compute += time.perf_counter() - compute_started
+    write_timing(STAGE, compute, started)
+    finish(STAGE)
+
+
+def train_seed(params: Params, data: Dataset, seed: int) -> None:
+    """Rewind points are written to the scratch folder as training goes (so a killed run resumes
+    with them) and moved into the declared output folder once all epochs are done."""
+    device = data.x_train.device
+    model = new_model(params, data, seed).to(device)
     masks = full_masks(model)
-    epochs = params.train.epochs
-    pending = scratch_dir(STAGE) / "checkpoints"
+    key = f"{STAGE}/seed-{seed}"
+    pending = scratch_dir(key) / "checkpoints"
 
     def keep(epoch: int, trained: nn.Module) -> None:
-        save_tensors(pending / layout.checkpoint(epoch).name, trained.state_dict())
+        save_tensors(pending / layout.checkpoint(seed, epoch).name, trained.state_dict())
 
-    compute_started = time.perf_counter()
     history = train_resumably(
-        STAGE,
-        fingerprint(params, [layout.DATASET]),
+        key,
+        fingerprint(params, [layout.DATASET], seed),
         model,
         data,
-        params.train.schedule().rates(0, epochs),
+        params.train.schedule().rates(0, params.train.epochs),
         masks,
         sgd(params),
-        params.seed,
+        seed,
         on_epoch=lambda record, trained: keep(record.epoch + 1, trained),
         on_fresh_start=lambda untrained: keep(0, untrained),
     )
-    compute = time.perf_counter() - compute_started
-    move_checkpoints(pending, layout.CHECKPOINTS)
-    save_tensors(layout.DENSE / layout.MODEL, model.state_dict())
-    save_tensors(layout.DENSE / layout.MASK, masks)
-    write_json(layout.DENSE / layout.TRAIN_LOG, train_log(history))
-    write_timing(STAGE, compute, started)
-    finish(STAGE)
-    log.info("dense: %d epochs in %.1fs", epochs, compute)
+    move_checkpoints(pending, layout.checkpoint(seed, 0).parent)
+    save_tensors(layout.model(layout.DENSE, seed), model.state_dict())
+    save_tensors(layout.mask(layout.DENSE, seed), masks)
+    write_json(layout.history(layout.DENSE, seed), train_log(history))
+    log_curves(seed, history)
+    log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
 
 
 def train_log(history: list[EpochRecord]) -> dict:
@@ -63,5 +73,17 @@ def train_log(history: list[EpochRecord]) -> dict:
     return {"epochs": [{k: v for k, v in vars(record).items() if k != "seconds"} for record in history]}
 
 
+def log_curves(seed: int, history: list[EpochRecord]) -> None:
+    """Dense training curves in dvclive's format, so `dvc plots` can show and diff them."""
+    from dvclive import Live
+
+    with Live(str(layout.LIVE / f"seed-{seed}"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for record in history:
+            live.log_metric("train_loss", record.train_loss, plot=True)
+            live.log_metric("train_accuracy", record.train_accuracy, plot=True)
+            live.log_metric("lr", record.lr, plot=True)
+            live.next_step()
+
+
 if __name__ == "__main__":
-    run_stage(train_dense, "Train the dense network and keep every epoch's weights.")
+    run_stage(train_dense, "Train the dense network for every seed and keep every epoch's weights.")

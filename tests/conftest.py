@@ -15,17 +15,17 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def tiny_params(**overrides) -> dict:
-    """The default params.yaml shrunk to seconds: 4 dense epochs, 2 rounds, 3 strategies."""
+    """The default params.yaml shrunk to seconds: 2 seeds, 4 dense epochs, 2 rounds, 3 strategies,
+    a budget sweep of 2 strategies x 2 budgets at one sparsity."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["seeds"] = [0, 1]
     params["train"].update(epochs=4, milestones=[2], batch_size=128)
-    params["strategies"].update(
-        ft={"weights": "final", "rates": "constant", "budget": 2},
-        wr={"weights": "rewind", "rates": "replay", "budget": 2},
-        lrr={"weights": "final", "rates": "replay", "budget": 2},
-        reinit={"weights": "reinit", "rates": "replay", "budget": 4},
-    )
+    for spec in params["strategies"].values():
+        spec["budget"] = min(spec["budget"], 2)
+    params["strategies"]["reinit"]["budget"] = 4
     params["compare"] = ["ft", "wr", "lrr"]
     params["rounds"] = [{"id": 0, "prev": "../dense"}, {"id": 1, "prev": "round-0"}]
+    params["sweep"] = {"strategies": ["ft", "lrr"], "sparsities": [0.9], "budgets": [1, 2]}
     for dotted, value in overrides.items():
         *path, last = dotted.split(".")
         node = params

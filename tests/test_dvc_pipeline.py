@@ -16,9 +16,11 @@ from tests.conftest import dvc, make_project, run, tiny_params
 pytestmark = pytest.mark.slow
 
 STRATEGIES, ROUNDS = ["ft", "wr", "lrr"], [0, 1]
-ALL_STAGES = {"validate", "prepare", "train", "evaluate", "report"} | {
-    f"{kind}@{s}-round{r}" for kind in ("prune", "retrain") for s in STRATEGIES for r in ROUNDS
-}
+ALL_STAGES = (
+    {"validate", "prepare", "train", "evaluate", "report"}
+    | {f"{kind}@{s}-round{r}" for kind in ("prune", "retrain") for s in STRATEGIES for r in ROUNDS}
+    | {f"sweep@{s}-{b}" for s in ("ft", "lrr") for b in (1, 2)}
+)
 
 
 def ran(output: str) -> set[str]:
@@ -57,12 +59,22 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     assert ran(output) == ALL_STAGES
     assert "| round | sparsity |" in output and "| 1 | 75.00% |" in output
     metrics = json.loads((path / "results/metrics.json").read_text())
+    evaluations = json.loads((path / "results/evaluations.json").read_text())
     assert set(metrics) == {"dense", *STRATEGIES}
     for strategy in STRATEGIES:
         assert set(metrics[strategy]) == {"round0", "round1"}
         assert metrics[strategy]["round1"]["sparsity"] == pytest.approx(0.75, abs=1e-4)
+        assert metrics[strategy]["round1"]["seeds"] == 2
+        per_seed = [evaluations[strategy]["round1"][f"seed{s}"]["accuracy"] for s in (0, 1)]
+        assert metrics[strategy]["round1"]["accuracy"] == pytest.approx(sum(per_seed) / 2)
+    assert evaluations["dense"]["seed0"]["accuracy"] != evaluations["dense"]["seed1"]["accuracy"], "seeds differ"
     assert metrics["dense"]["accuracy"] > 0.8
-    assert (path / "reports/accuracy_vs_sparsity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("accuracy_vs_sparsity", "accuracy_vs_budget", "dense_training"):
+        assert (path / f"reports/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (path / "reports/report.md").read_text()
+    for section in ("Which strategy wins", "Safe compression", "FLOPs", "retraining budget", "paper's finding"):
+        assert section in report
+    assert (path / "reports/budget.csv").read_text().splitlines()[0] == "sparsity,budget,ft,lrr"
 
 
 def test_second_repro_does_nothing_and_status_is_clean(project):
@@ -95,8 +107,8 @@ def test_one_round_reruns_on_its_own_with_identical_results(project):
     output = dvc("repro", "-f", "-s", "--no-run-cache", "retrain@lrr-round1", cwd=path).stdout
     assert ran(output) == {"retrain@lrr-round1"}
     after = yaml.safe_load((path / "dvc.lock").read_text())["stages"]["retrain@lrr-round1"]
-    model = next(o for o in after["outs"] if o["path"].endswith("model.safetensors"))
-    assert model in before["outs"], "same params and seed must give the same weights, bit for bit"
+    models = next(o for o in after["outs"] if o["path"].endswith("/models"))
+    assert models in before["outs"], "same params and seeds must give the same weights, bit for bit"
 
 
 def test_one_strategy_knob_marks_only_that_strategy_stale(project):
@@ -112,6 +124,7 @@ def test_one_strategy_knob_marks_only_that_strategy_stale(project):
     # validate checks all of params.yaml and report prints every budget; no other strategy's
     # stage, nor dense training, nor evaluation is stale.
     assert stale - {"validate", "report"} <= {s for s in ALL_STAGES if "@wr-" in s}
+    assert not any(s.startswith("sweep@") for s in stale), "wr is not in the tiny sweep"
 
 
 def test_bad_params_fail_in_one_line_and_touch_no_output(project):

@@ -33,3 +33,21 @@ def test_sparsity_remaining_and_compression_count_biases_as_unpruned():
     assert result.total_params == 12
     assert result.remaining_params == 12 - 5
     assert result.compression == pytest.approx(12 / 7)
+
+
+def test_flops_count_surviving_multiplications_per_output_position():
+    from rewind.metrics import flops
+    from rewind.models import build_model
+
+    model = build_model("mlp", (1, 8, 8), 10, seed=0)
+    masks = {
+        name: torch.ones_like(p, dtype=torch.bool) for name, p in model.named_parameters() if name.endswith("weight")
+    }
+    dense = 64 * 300 + 300 * 100 + 100 * 10
+    assert flops(model, masks, (1, 8, 8)) == (dense, dense)
+    masks["1.weight"][:, :32] = False
+    assert flops(model, masks, (1, 8, 8)) == (dense - 300 * 32, dense)
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1))
+    conv_masks = {"0.weight": torch.ones(4, 1, 3, 3, dtype=torch.bool)}
+    conv_masks["0.weight"][0] = False
+    assert flops(conv, conv_masks, (1, 5, 5)) == (3 * 9 * 25, 4 * 9 * 25)

@@ -13,13 +13,13 @@ from tests.conftest import make_project, run, tiny_params
 FILES = {
     "dataset": ("data/prepared/dataset.safetensors", ["stages.train"]),
     "rewind point": (
-        "runs/dense/checkpoints/epoch-002.safetensors",
+        "runs/dense/checkpoints/seed-1/epoch-002.safetensors",
         ["stages.retrain", "--strategy", "wr", "--round", "0"],
     ),
-    "dense model": ("runs/dense/model.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
-    "dense mask": ("runs/dense/mask.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
-    "round mask": ("runs/ft/round-0/mask.safetensors", ["stages.retrain", "--strategy", "ft", "--round", "0"]),
-    "round model": ("runs/ft/round-0/model.safetensors", ["stages.prune", "--strategy", "ft", "--round", "1"]),
+    "dense model": ("runs/dense/models/seed-0.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
+    "dense mask": ("runs/dense/masks/seed-1.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
+    "round mask": ("runs/ft/round-0/masks/seed-0.safetensors", ["stages.retrain", "--strategy", "ft", "--round", "0"]),
+    "round model": ("runs/ft/round-0/models/seed-1.safetensors", ["stages.prune", "--strategy", "ft", "--round", "1"]),
 }
 
 
@@ -77,11 +77,11 @@ def test_damaged_file_is_refused_naming_it(built, kind, damage):
 
 
 def test_missing_input_names_the_file(built):
-    mask = built / "runs/ft/round-1/mask.safetensors"
+    mask = built / "runs/ft/round-1/masks/seed-0.safetensors"
     result = run([sys.executable, "-m", "stages.retrain", "--strategy", "ft", "--round", "1"], built, check=False)
     assert not mask.exists()
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: runs/ft/round-1/mask.safetensors: file not found"
+    assert result.stderr.strip().splitlines()[-1] == "error: runs/ft/round-1/masks/seed-0.safetensors: file not found"
 
 
 def test_unknown_strategy_and_round_on_the_command_line(built):
@@ -94,7 +94,7 @@ def test_unknown_strategy_and_round_on_the_command_line(built):
 def test_divergence_names_strategy_round_and_epoch_and_keeps_inputs(built):
     params = built / "params.yaml"
     original = params.read_text()
-    mask = built / "runs/ft/round-0/mask.safetensors"
+    mask = built / "runs/ft/round-0/masks/seed-0.safetensors"
     before = mask.read_bytes()
     try:
         params.write_text(original.replace("lr: 0.1", "lr: 1.0e+30"))
@@ -104,6 +104,6 @@ def test_divergence_names_strategy_round_and_epoch_and_keeps_inputs(built):
         params.write_text(original)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: lrr round 0: training diverged: loss is nan in epoch 1 of 2"), error
+    assert error.startswith("error: lrr round 0 seed 0: training diverged: loss is nan in epoch 1 of 2"), error
     assert mask.read_bytes() == before
-    assert not (built / "runs/lrr/round-0/model.safetensors").exists()
+    assert not (built / "runs/lrr/round-0/models").exists()

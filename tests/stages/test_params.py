@@ -23,7 +23,8 @@ def test_the_shipped_params_validate():
     from tests.conftest import ROOT
 
     params = load_params(ROOT / "params.yaml")
-    assert params.compare == ["ft", "wr", "lrr", "reinit", "none"]
+    assert params.compare == ["ft", "wr", "lrr", "reinit", "random", "none"]
+    assert params.pruning_method("random") == "random" and params.pruning_method("lrr") == "magnitude"
     assert (1 - params.prune.fraction) ** len(params.rounds) < 0.02, "default must reach 98% sparsity"
 
 
@@ -49,7 +50,10 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=[0.1]), "train.lr: Input should be a valid number"),
         (lambda p: p["train"].update(milestones=[20, 50]), "train.milestones: 50 is not below train.epochs"),
         (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate: unknown key"),
-        (lambda p: p.pop("seed"), "seed: missing key"),
+        (lambda p: p.pop("seeds"), "seeds: missing key"),
+        (lambda p: p.update(seeds=[0, 0]), "seeds: a seed is listed twice"),
+        (lambda p: p["sweep"].update(budgets=[50]), "sweep.budgets: 50 is larger than train.epochs"),
+        (lambda p: p["sweep"].update(strategies=["magic"]), "sweep.strategies: unknown strategy 'magic'"),
         (
             lambda p: p["strategies"]["ft"].update(weights="best"),
             "strategies.ft.weights: Input should be 'final', 'rewind' or 'reinit'",

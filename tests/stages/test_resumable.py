@@ -15,7 +15,6 @@ from stages.resumable import PROGRESS, scratch_dir
 from tests.conftest import dvc, make_project, project_env, run, tiny_params
 
 EPOCHS = 120
-CHECKPOINTS = Path("runs/dense/checkpoints")
 
 
 def digest(path: Path) -> str:
@@ -23,7 +22,7 @@ def digest(path: Path) -> str:
 
 
 def outputs(project: Path) -> dict[str, str]:
-    files = [*sorted((project / "runs/dense").rglob("*.safetensors")), project / "runs/dense/train.json"]
+    files = [*sorted((project / "runs/dense").rglob("*.safetensors")), project / "runs/dense/history/seed-0.json"]
     return {str(p.relative_to(project)): digest(p) for p in files}
 
 
@@ -52,7 +51,7 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 60.0) -> None:
 
 def progress_epochs(project: Path) -> int:
     """Epochs recorded in the progress file (-1 while there is none): its checkpoints exist too."""
-    scratch = project / scratch_dir("train")
+    scratch = project / scratch_dir("train/seed-0")
     if not (scratch / PROGRESS).exists():
         return -1
     return len(list((scratch / "checkpoints").glob("epoch-*.safetensors"))) - 2
@@ -67,7 +66,7 @@ def reference(tmp_path_factory) -> dict[str, str]:
 
 
 def fresh_copy(tmp_path: Path) -> Path:
-    project = make_project(tmp_path / "p", tiny_params(**{"train.epochs": EPOCHS}))
+    project = make_project(tmp_path / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": [0]}))
     for stage in ("validate", "prepare"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
     return project
@@ -78,11 +77,11 @@ def test_killed_training_resumes_bit_identically(reference, tmp_path, kill_after
     project = fresh_copy(tmp_path)
     process = start([sys.executable, "-m", "stages.train"], project)
     kill_when(process, lambda: progress_epochs(project) >= kill_after_epochs)
-    assert not (project / "runs/dense/model.safetensors").exists()
+    assert not (project / "runs/dense/models").exists()
     rerun = run([sys.executable, "-m", "stages.train"], project)
     assert "resuming after epoch" in rerun.stderr
     assert outputs(project) == reference
-    assert not (project / scratch_dir("train")).exists(), "scratch is cleaned up on success"
+    assert not (project / scratch_dir("train/seed-0")).exists(), "scratch is cleaned up on success"
 
 
 def test_kill_during_a_progress_write_is_survived(reference, tmp_path):
@@ -91,7 +90,7 @@ def test_kill_during_a_progress_write_is_survived(reference, tmp_path):
     project = fresh_copy(tmp_path)
     process = start([sys.executable, "-m", "stages.train"], project)
     kill_when(process, lambda: progress_epochs(project) >= 10)
-    progress = project / scratch_dir("train") / PROGRESS
+    progress = project / scratch_dir("train/seed-0") / PROGRESS
     (progress.parent / f".{PROGRESS}.torn.tmp").write_bytes(progress.read_bytes()[:1000])
     progress.write_bytes(progress.read_bytes()[:-100])
     rerun = run([sys.executable, "-m", "stages.train"], project)
@@ -103,7 +102,9 @@ def test_progress_of_other_params_is_not_trusted(reference, tmp_path):
     project = fresh_copy(tmp_path)
     process = start([sys.executable, "-m", "stages.train"], project)
     kill_when(process, lambda: progress_epochs(project) >= 10)
-    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("seed: 0", "seed: 1"))
+    (project / "params.yaml").write_text(
+        (project / "params.yaml").read_text().replace("momentum: 0.9", "momentum: 0.8")
+    )
     rerun = run([sys.executable, "-m", "stages.train"], project)
     assert "belongs to other params or inputs" in rerun.stderr
     assert outputs(project) != reference
