@@ -83,7 +83,7 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
 
 def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[str, Any]:
     """The benchmark's numbers (see the module docstring) for the project at `project`."""
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipeline.serve import free_port, local_server
@@ -99,7 +99,7 @@ def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[
             results["flow"] = time_flow(fresh_copy(project, base / "flow"), parallelism)
             if overhead:
                 results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
-            APILogHandler.flush()  # send the flows' logs while the server is still up
+            APILogWorker.drain_all(timeout=5)  # send the flows' logs while the server is still up
         results["speedup"] = results["dvc_repro_s"] / results["flow"]["wall_s"]
         if overhead:
             sequential = results["flow_sequential"]
