@@ -53,10 +53,9 @@ def dvc_sections(quick: bool, root: Path) -> dict:
         "noop": repro.noop(project, 1 if quick else 5),
         "incremental": repro.incremental(project, full),
     }
-    if quick:  # the clean repro above is the sequential baseline: same params, fresh state
-        results["parallel"] = repro.parallel(root / "parallel", quick_params(), full, timeout=300)
-    else:
-        results["parallel"] = repro.parallel(root / "parallel", small_params(), None, timeout=600)
+    source = Project(root / "parallel", quick_params() if quick else small_params())
+    timeout = 300 if quick else 600
+    results["parallel"] = repro.parallel(source.path, root / "pipeline-bench.json", quick, timeout)
     results["parallel"]["config"] = "quick" if quick else "tests' tiny_params() with a 4-point sweep"
     return results
 
