@@ -21,6 +21,10 @@ STAGES = {
     "prune@lrr-round0",
     "retrain@ft-round0",
     "retrain@lrr-round0",
+    "sweep@ft-1",
+    "sweep@ft-2",
+    "sweep@lrr-1",
+    "sweep@lrr-2",
     "evaluate",
     "report",
 }
@@ -74,7 +78,9 @@ def test_overrides_run_as_an_experiment_and_leave_the_workspace_as_committed(pre
     state, summary = run_flow(project, overrides={"strategies.lrr.budget": 3}, experiment="lrr-budget-3")
     assert state.is_completed(), summary
     ran = {name for name, run in summary.stages.items() if run.outcome != "up to date"}
-    assert ran == {"validate", "retrain@lrr-round0", "evaluate", "report"}
+    # lrr's stages (its prune stage reads its `pruning` setting, its sweep its whole entry)
+    lrr = {"prune@lrr-round0", "retrain@lrr-round0", "sweep@lrr-1", "sweep@lrr-2"}
+    assert ran == {"validate", *lrr, "evaluate", "report"}
     assert summary.experiment == "lrr-budget-3"
     # recorded: dvc exp show lists it with its parameter, dvc metrics diff compares it with HEAD
     shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)

@@ -41,7 +41,7 @@ def test_overrides_and_strategies_become_changes_only_where_they_differ(params):
         ({"overrides": {"train.epoch": 3}}, "overrides: unknown params.yaml key 'train.epoch' (known here: "),
         ({"overrides": {"strategies.magic.budget": 3}}, "overrides: unknown params.yaml key 'strategies.magic'"),
         ({"overrides": {"rounds.7.prev": "x"}}, "overrides: unknown params.yaml key 'rounds.7' (a list of 2 items)"),
-        ({"overrides": {"seed.x": 1}}, "overrides: unknown params.yaml key 'seed.x' (seed is a value)"),
+        ({"overrides": {"seeds.x": 1}}, "overrides: unknown params.yaml key 'seeds.x' (a list of 2 items)"),
         ({"strategies": ["ft"], "overrides": {"compare": ["ft"]}}, "not both"),
         ({"experiment": "named"}, "experiment: a name is given but no override changes params.yaml"),
     ],
