@@ -60,5 +60,6 @@ def point(strategy: str, prev: str) -> Path:
     return Path(os.path.normpath(RUNS / strategy / prev))
 
 
-def sweep_result(strategy: str, budget: int) -> Path:
-    return SWEEP / f"{strategy}-{budget}.json"
+def sweep_result(strategy: str) -> Path:
+    """A strategy's budget sweep: budget → sparsity → accuracy per seed."""
+    return SWEEP / f"{strategy}.json"

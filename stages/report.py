@@ -129,16 +129,16 @@ def sweep_results(params: Params) -> dict[tuple[str, int], dict[str, Summary]]:
     """(strategy, budget) → sparsity → accuracy over seeds, from every sweep stage's file."""
     results = {}
     for strategy in params.sweep.strategies:
-        for budget in params.sweep.budgets:
-            path = layout.sweep_result(strategy, budget)
-            data = read_json(path)
-            try:
+        path = layout.sweep_result(strategy)
+        data = read_json(path)
+        try:
+            for budget in params.sweep.budgets:
                 results[strategy, budget] = {
-                    f"{sp:g}": summarize([float(a) for a in data["sparsities"][f"{sp:g}"]["accuracy"]])
+                    f"{sp:g}": summarize([float(a) for a in data["budgets"][str(budget)][f"{sp:g}"]["accuracy"]])
                     for sp in params.sweep.sparsities
                 }
-            except (KeyError, TypeError, ValueError):
-                raise RewindError(f"{path}: no accuracies for every sweep sparsity") from None
+        except (KeyError, TypeError, ValueError):
+            raise RewindError(f"{path}: no accuracies for every sweep budget and sparsity") from None
     return results
 
 

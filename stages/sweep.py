@@ -1,8 +1,9 @@
-"""Stage `sweep@<strategy>-<budget>`: accuracy after one-shot pruning to each sweep sparsity and
-retraining for `budget` epochs, for every seed (the paper's accuracy-vs-retraining-epochs curves).
+"""Stage `sweep@<strategy>`: accuracy after one-shot pruning to each sweep sparsity and retraining
+for each budget, for every seed (the paper's accuracy-vs-retraining-epochs curves).
 
 It reuses the prune and retrain stages' functions: the masks are pruned from the dense network
-exactly as a one-shot `prune` stage would, then retrained exactly as `retrain` would.
+exactly as a one-shot `prune` stage would, then retrained exactly as `retrain` would. All budgets
+of a strategy run in one process, so the sweep costs one stage start per strategy, not one per point.
 """
 
 import argparse
@@ -21,34 +22,39 @@ from stages.retrain import retrain
 
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", required=True, help="a strategy named in params.yaml `sweep.strategies`")
-    parser.add_argument("--budget", type=int, required=True, help="retraining epochs, from `sweep.budgets`")
 
 
-def sweep_point(params: Params, args: argparse.Namespace) -> None:
+def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    strategy = dataclasses.replace(params.strategy(args.strategy), budget=args.budget)
-    stage = f"sweep@{args.strategy}-{args.budget}"
+    stage = f"sweep@{args.strategy}"
     data = load_dataset(device_for(params))
-    results: dict[str, dict] = {}
+    accuracies: dict[tuple[int, float], list[float]] = {}
     for sparsity in params.sweep.sparsities:
-        accuracies = []
         for seed in params.seeds:
             dense_model, dense_mask = layout.model(layout.DENSE, seed), layout.mask(layout.DENSE, seed)
             masks = next_masks(
                 params, args.strategy, load_tensors(dense_model)[0], load_masks(dense_mask), 1.0 - sparsity, seed
             )
-            key = f"{stage}/sparsity-{sparsity}/seed-{seed}"
-            model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
-            accuracies.append(evaluate(model, masks, data.x_test, data.y_test).accuracy)
-        results[f"{sparsity:g}"] = {"accuracy": accuracies, "seeds": list(params.seeds)}
-        log.info("%s budget %d at sparsity %g: accuracy %s", args.strategy, args.budget, sparsity, accuracies)
-    write_json(
-        layout.sweep_result(args.strategy, args.budget),
-        {"strategy": args.strategy, "budget": args.budget, "sparsities": results},
-    )
+            for budget in params.sweep.budgets:
+                strategy = dataclasses.replace(params.strategy(args.strategy), budget=budget)
+                key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
+                model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
+                accuracies.setdefault((budget, sparsity), []).append(
+                    evaluate(model, masks, data.x_test, data.y_test).accuracy
+                )
+    for (budget, sparsity), values in accuracies.items():
+        log.info("%s budget %d at sparsity %g: accuracy %s", args.strategy, budget, sparsity, values)
+    results = {
+        str(budget): {
+            f"{sparsity:g}": {"accuracy": accuracies[budget, sparsity], "seeds": list(params.seeds)}
+            for sparsity in params.sweep.sparsities
+        }
+        for budget in params.sweep.budgets
+    }
+    write_json(layout.sweep_result(args.strategy), {"strategy": args.strategy, "budgets": results})
     write_timing(stage, time.perf_counter() - started, started)
     finish(stage)
 
 
 if __name__ == "__main__":
-    run_stage(sweep_point, "Retrain one-shot pruned networks with one strategy and one budget.", sweep_arguments)
+    run_stage(sweep_strategy, "Retrain one-shot pruned networks with one strategy at every sweep budget.", sweep_arguments)

@@ -18,7 +18,7 @@ ONE_ROUND = [{"id": 0, "prev": "../dense"}]
 
 
 def flow_params() -> dict:
-    """tiny_params cut further for the flow tests: two strategies, one round, the tiny sweep (13 stages)."""
+    """tiny_params cut further for the flow tests: two strategies, one round, the tiny sweep (11 stages)."""
     return tiny_params(compare=["ft", "lrr"], rounds=ONE_ROUND)
 
 
