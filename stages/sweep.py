@@ -57,4 +57,6 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(sweep_strategy, "Retrain one-shot pruned networks with one strategy at every sweep budget.", sweep_arguments)
+    run_stage(
+        sweep_strategy, "Retrain one-shot pruned networks with one strategy at every sweep budget.", sweep_arguments
+    )
