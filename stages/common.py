@@ -75,6 +75,13 @@ def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:
     return build_model(params.model.name, data.input_shape, data.num_classes, seed)
 
 
+def place_for_training(model: nn.Module, params: Params, device: torch.device) -> nn.Module:
+    """Move `model` to the training device, its conv weights channels-last if params ask for it
+    (faster convolutions on tensor-core GPUs; state_dict keys and values are unchanged)."""
+    layout_format = torch.channels_last if params.train.channels_last else torch.preserve_format
+    return model.to(device, memory_format=layout_format)
+
+
 def load_model(params: Params, data: Dataset, path, device: torch.device) -> nn.Module:
     """The registry's model with the weights stored at `path`; a mismatch names the file."""
     model = new_model(params, data, seed=0)  # the architecture; the weights come from `path`

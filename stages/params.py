@@ -56,6 +56,8 @@ class TrainParams(Strict):
     warmup_epochs: Annotated[int, Field(ge=0)]
     device: Literal["cpu", "cuda", "auto"]
     augment: bool  # 4-pixel padded random crop and horizontal flip of every training batch
+    precision: Literal["fp32", "bf16"]  # bf16: autocast forward pass (GPU speed; fp32 master weights)
+    channels_last: bool  # conv weights in channels-last layout (GPU speed)
 
     def schedule(self) -> StepSchedule:
         return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)

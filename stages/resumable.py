@@ -23,7 +23,7 @@ from rewind.checkpoint import load_tensors, save_tensors
 from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
-from rewind.train import SGD, Augment, EpochRecord, Resume, train
+from rewind.train import SGD, Augment, EpochRecord, Precision, Resume, train
 from stages.common import log
 from stages.params import Params
 
@@ -57,6 +57,7 @@ def train_resumably(
     on_epoch: Callable[[EpochRecord, nn.Module], None] | None = None,
     on_fresh_start: Callable[[nn.Module], None] | None = None,
     augment: Augment | None = None,
+    precision: Precision = "fp32",
 ) -> list[EpochRecord]:
     """rewind.train.train, resumed from and recorded to the stage's scratch progress file.
 
@@ -83,7 +84,19 @@ def train_resumably(
             on_epoch(epoch, trained)
         _save_progress(folder / PROGRESS, key, trained, optimizer, history)
 
-    train(model, data, rates, masks, sgd, seed, labels=labels, on_epoch=record, resume=resume, augment=augment)
+    train(
+        model,
+        data,
+        rates,
+        masks,
+        sgd,
+        seed,
+        labels=labels,
+        on_epoch=record,
+        resume=resume,
+        augment=augment,
+        precision=precision,
+    )
     return history
 
 

@@ -21,6 +21,7 @@ from stages.common import (
     load_masks,
     log,
     new_model,
+    place_for_training,
     run_stage,
     strategy_round_arguments,
     write_json,
@@ -28,7 +29,7 @@ from stages.common import (
 )
 from stages.params import Params
 from stages.resumable import fingerprint, finish, train_resumably
-from stages.train import sgd, train_log
+from stages.train import batch_options, sgd, train_log
 
 
 def reinit_seed(seed: int, round_id: int) -> int:
@@ -101,7 +102,7 @@ def retrain(
     model = new_model(params, data, seed)
     model.load_state_dict(state)
     device = data.x_train.device
-    model.to(device)
+    place_for_training(model, params, device)
     check_masks(masks, model)
     masks = {name: m.to(device) for name, m in masks.items()}
     inputs = [layout.DATASET, *mask_inputs, final]
@@ -118,6 +119,7 @@ def retrain(
             sgd(params),
             seed,
             plan.labels,
+            **batch_options(params),
         )
     except RewindError as err:
         raise RewindError(f"{strategy.name} round {round_id} seed {seed}: {err}") from None

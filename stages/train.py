@@ -7,11 +7,20 @@ import time
 from torch import nn
 
 from rewind.checkpoint import save_tensors
-from rewind.data import Dataset
+from rewind.data import Dataset, random_crop_flip
 from rewind.prune import full_masks
 from rewind.train import SGD, EpochRecord
 from stages import layout
-from stages.common import device_for, load_dataset, log, new_model, run_stage, write_json, write_timing
+from stages.common import (
+    device_for,
+    load_dataset,
+    log,
+    new_model,
+    place_for_training,
+    run_stage,
+    write_json,
+    write_timing,
+)
 from stages.params import Params
 from stages.resumable import fingerprint, finish, move_checkpoints, scratch_dir, train_resumably
 
@@ -21,6 +30,12 @@ STAGE = "train"
 def sgd(params: Params) -> SGD:
     t = params.train
     return SGD(t.batch_size, t.momentum, t.weight_decay, t.nesterov)
+
+
+def batch_options(params: Params) -> dict:
+    """What the loop does to every batch, for dense training and retraining alike: the
+    augmentation (CIFAR's crop and flip, when `train.augment`) and the forward precision."""
+    return {"augment": random_crop_flip if params.train.augment else None, "precision": params.train.precision}
 
 
 def train_dense(params: Params, args: argparse.Namespace) -> None:
@@ -40,7 +55,7 @@ def train_seed(params: Params, data: Dataset, seed: int) -> None:
     """Rewind points are written to the scratch folder as training goes (so a killed run resumes
     with them) and moved into the declared output folder once all epochs are done."""
     device = data.x_train.device
-    model = new_model(params, data, seed).to(device)
+    model = place_for_training(new_model(params, data, seed), params, device)
     masks = full_masks(model)
     key = f"{STAGE}/seed-{seed}"
     pending = scratch_dir(key) / "checkpoints"
@@ -59,6 +74,7 @@ def train_seed(params: Params, data: Dataset, seed: int) -> None:
         seed,
         on_epoch=lambda record, trained: keep(record.epoch + 1, trained),
         on_fresh_start=lambda untrained: keep(0, untrained),
+        **batch_options(params),
     )
     move_checkpoints(pending, layout.checkpoint(seed, 0).parent)
     save_tensors(layout.model(layout.DENSE, seed), model.state_dict())

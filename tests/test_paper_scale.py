@@ -110,6 +110,8 @@ def test_missing_dataset_folder_is_one_line_naming_it(tmp_path):
         (lambda p: p["prune"].update(scope="global"), "prune.granularity: filter pruning removes a fraction of each"),
         (lambda p: p["prune"].update(granularity="channel"), "prune.granularity: Input should be 'weight' or 'filter'"),
         (lambda p: p["train"].update(augment="yes"), "train.augment: Input should be a valid boolean"),
+        (lambda p: p["train"].update(precision="fp8"), "train.precision: Input should be 'fp32' or 'bf16'"),
+        (lambda p: p["train"].pop("channels_last"), "train.channels_last: missing key"),
     ],
 )
 def test_paper_scale_params_errors_name_the_key(tmp_path, change, expected):

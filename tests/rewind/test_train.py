@@ -114,3 +114,52 @@ def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_epoch():
             on_epoch=lambda record, m, _: good.append(record.epoch),
         )
     assert good == [0], "the callback (which saves progress) saw only the good epoch"
+
+
+def options_run(name="mlp", precision="fp32", channels_last=False, augment=None):
+    """Two epochs of a half-pruned network on digits (1x8x8 images) with the loop's options."""
+    model = build_model(name, DATA.input_shape, 10, seed=0)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    masks = prune(scores(weights, full_masks(model), "magnitude", 0), full_masks(model), 0.5, "global")
+    history = train(model, DATA, [0.1, 0.1], masks, SGD(64, 0.9, 1e-4), 0, augment=augment, precision=precision)
+    return model, masks, history
+
+
+def test_bf16_trains_with_fp32_weights_and_keeps_pruned_weights_zero():
+    fp32, _, fp32_history = options_run()
+    bf16, masks, history = options_run(precision="bf16")
+    assert all(p.dtype == torch.float32 for p in bf16.parameters()), "master weights stay fp32"
+    for name, mask in masks.items():
+        assert torch.count_nonzero(bf16.get_parameter(name)[~mask]) == 0
+    assert history[-1].train_loss < history[0].train_loss
+    # autocast really ran: bf16 rounding changes the numbers, but not by much
+    assert history[-1].train_loss != fp32_history[-1].train_loss
+    assert abs(history[-1].train_accuracy - fp32_history[-1].train_accuracy) < 0.05
+    assert not torch.equal(bf16.state_dict()["1.weight"], fp32.state_dict()["1.weight"])
+
+
+def test_channels_last_is_a_layout_not_a_different_model():
+    plain, _, plain_history = options_run("lenet5")
+    last, masks, history = options_run("lenet5", channels_last=True)
+    assert last.get_parameter("0.0.weight").is_contiguous(memory_format=torch.channels_last)
+    assert list(last.state_dict()) == list(plain.state_dict())
+    for name, mask in masks.items():
+        assert torch.count_nonzero(last.get_parameter(name)[~mask]) == 0
+    for (name, a), b in zip(last.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert abs(history[-1].train_loss - plain_history[-1].train_loss) < 1e-4
+
+
+def test_augmentation_is_applied_to_every_training_batch():
+    seen = []
+
+    def augment(x, generator):
+        seen.append(x.shape[0])
+        return x.flip(-1)
+
+    augmented, _, _ = options_run(augment=augment)
+    plain, _, _ = options_run()
+    assert sum(seen) == 2 * len(DATA.y_train), "every example of both epochs went through it"
+    assert not torch.equal(augmented.state_dict()["1.weight"], plain.state_dict()["1.weight"])
