@@ -71,7 +71,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except FileNotFoundError:
         raise RewindError(f"{path}: file not found") from None
     try:
-        tensors = st_load(payload)
+        # safetensors hands tensors back in an order that changes from process to process;
+        # anything that iterates them (random draws, concatenation) needs one canonical order.
+        tensors = dict(sorted(st_load(payload).items()))
         meta = _read_metadata(payload)
     except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as err:
         raise RewindError(f"{path}: not a readable rewind checkpoint ({_one_line(err)})") from None

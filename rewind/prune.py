@@ -55,7 +55,8 @@ def scores(
         return magnitudes
     if method == "random":
         generator = torch.Generator().manual_seed(seed)
-        shapes = {name: masks[name].shape[:1] if granularity == "filter" else masks[name].shape for name in masks}
+        # drawn in sorted name order: the same scores whatever order the masks come in
+        shapes = {n: masks[n].shape[:1] if granularity == "filter" else masks[n].shape for n in sorted(masks)}
         return {name: torch.rand(shape, generator=generator) for name, shape in shapes.items()}
     raise RewindError(f"prune.method: unknown method {method!r}; known: magnitude, random")
 
@@ -98,12 +99,14 @@ def _select(scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scop
 
 
 def _prune_lowest(scored: dict[str, torch.Tensor], masks: Masks, fraction: float) -> Masks:
-    names = list(masks)
+    names = sorted(masks)  # positions break ties: make them independent of the dict's order
     alive = torch.cat([scored[n].reshape(-1)[masks[n].reshape(-1)].float().cpu() for n in names])
     count = round(fraction * alive.numel())
     keep_alive = torch.ones(alive.numel(), dtype=torch.bool)
     if count:
-        keep_alive[torch.topk(alive, count, largest=False).indices] = False
+        # A stable sort, not topk: equal scores (random draws collide, magnitudes can) are broken
+        # by position, the same way on every run and thread count; topk breaks them arbitrarily.
+        keep_alive[torch.sort(alive, stable=True).indices[:count]] = False
     new_masks, offset = {}, 0
     for name in names:
         flat = masks[name].reshape(-1).clone()

@@ -78,3 +78,10 @@ def test_same_tensors_and_metadata_give_the_same_bytes(tmp_path):
         save_tensors(path, dict(reversed(tensors.items())) if attempt % 2 else tensors, meta)
         payloads.add(path.read_bytes())
     assert len(payloads) == 1
+
+
+def test_tensors_load_in_sorted_order_whatever_order_they_were_saved_in(tmp_path):
+    names = ["b.weight", "a.weight", "c.bias", "a.bias"]
+    save_tensors(tmp_path / "x.safetensors", {n: torch.zeros(2) for n in names})
+    tensors, _ = load_tensors(tmp_path / "x.safetensors")
+    assert list(tensors) == sorted(names)

@@ -72,6 +72,40 @@ def test_random_pruning_is_seeded_and_ignores_magnitude():
     assert density(a) == pytest.approx(0.5, abs=1e-5)
 
 
+def test_equal_scores_are_broken_by_position_on_any_thread_count():
+    # torch.rand draws 24-bit floats, so tens of thousands of random scores collide; so can
+    # magnitudes. Ties must not be broken arbitrarily (topk does, differently per run on several
+    # threads): the earlier position is removed first, every time.
+    masks = {"w": torch.ones(200_000, dtype=torch.bool)}
+    scored = {"w": (torch.arange(200_000) % 7).float()}  # 7 values, each ~28,571 times
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results += [prune(scored, masks, 0.3, "global")["w"] for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results)
+    removed = ~results[0]
+    assert int(removed.sum()) == 60_000
+    zeros = (torch.arange(200_000) % 7 == 0).nonzero().squeeze(1)  # 28,572 zeros: all removed
+    ones = (torch.arange(200_000) % 7 == 1).nonzero().squeeze(1)  # 31,428 of the ones, lowest positions first
+    assert removed[zeros].all()
+    assert removed[ones[: 60_000 - len(zeros)]].all() and not removed[ones[60_000 - len(zeros) :]].any()
+
+
+def test_random_pruning_does_not_depend_on_the_order_of_the_masks():
+    # safetensors returns tensors in a different order in every process: the masks must not change.
+    model = mlp()
+    masks = full_masks(model)
+    backwards = dict(reversed(masks.items()))
+    a = prune(scores(weights(model), masks, "random", seed=1000), masks, 0.5, "global")
+    b = prune(scores(weights(model), backwards, "random", seed=1000), backwards, 0.5, "global")
+    assert list(masks) != list(backwards)
+    assert all(torch.equal(a[n], b[n]) for n in masks)
+
+
 def test_pruned_weights_never_come_back_in_later_rounds():
     model = mlp()
     masks = full_masks(model)
