@@ -12,11 +12,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 setup: $(VENV)/.installed
 
-# --no-compile: byte-compiling every installed module (prefect and dvc are large) costs about 25 s
-# of the install; Python compiles the few modules the stages import on first use instead.
+# Byte-compiled at install (no --no-compile): where PYTHONDONTWRITEBYTECODE is set, Python never
+# caches what it compiles, and every stage would compile torch again (1 s a stage).
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 run: setup
