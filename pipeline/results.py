@@ -1,8 +1,11 @@
-"""The results artifact: every metric per strategy and round, and its change against HEAD.
+"""The results artifacts: every metric per strategy and round with its change against HEAD, and
+the report's own tables.
 
 Values come from DVC (`dvc metrics show` / `dvc metrics diff`), which knows the metrics files
 from dvc.yaml, so the artifact shows what `dvc metrics diff` shows, laid out as a table: one
-row per group (`dense`, `lrr.round3`, …), one column per metric, the change in brackets.
+row per group (`dense`, `lrr.round3`, …), one column per metric, the change in brackets. The
+report stage's markdown (mean ± std, winners, safe sparsity, sizes, the budget sweep) is
+published beside it as it is, so the UI shows the same tables as reports/report.md.
 """
 
 import json
@@ -12,9 +15,11 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.workspace import dvc
+from stages.layout import REPORT
 
 ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
 TABLE_KEY = "rewind-results-table"
+REPORT_KEY = "rewind-report"
 FIRST_COLUMNS = ("sparsity", "accuracy", "loss")
 
 
@@ -77,6 +82,9 @@ def publish(project: Path, heading: str) -> str:
     text = markdown(metrics, rows, heading)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: results per strategy and round")
     create_table_artifact(key=TABLE_KEY, table=rows, description="rewind: results per strategy and round, as data")
+    report = project / REPORT
+    if report.exists():  # absent when the run selected strategies but not the report stage
+        create_markdown_artifact(key=REPORT_KEY, markdown=report.read_text(), description="rewind: reports/report.md")
     return text
 
 

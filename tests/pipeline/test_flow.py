@@ -7,7 +7,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from pipeline.results import ARTIFACT_KEY, TABLE_KEY
+from pipeline.results import ARTIFACT_KEY, REPORT_KEY, TABLE_KEY
 from tests.conftest import dvc, run
 from tests.pipeline.conftest import lock_outs, run_flow, stale
 
@@ -53,7 +53,10 @@ def test_results_artifact_has_every_strategy_and_round(flowed):
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[TABLE_KEY])))
-    assert artifacts and tables
+        reports = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_KEY])))
+    assert artifacts and tables and reports
+    assert reports[-1].data == (project / "reports/report.md").read_text(), "the report's tables, as the UI shows them"
+    assert "| round | sparsity | ft | lrr |" in reports[-1].data
     text = artifacts[-1].data
     metrics = json.loads((project / "results/metrics.json").read_text())
     for group in ("dense", "ft.round0", "lrr.round0"):
