@@ -48,15 +48,14 @@ class MaskedSGD:
         if self.weight_decay != 0:
             grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
         if self.momentum != 0:
-            fresh = [name for name in names if name not in self.buffers]
-            for name, grad in zip(names, grads, strict=True):
-                if name in fresh:
-                    self.buffers[name] = torch.clone(grad).detach()
-            old = [(self.buffers[name], grad) for name, grad in zip(names, grads, strict=True) if name not in fresh]
-            if old:
-                buffers, their_grads = map(list, zip(*old, strict=True))
+            kept = [(self.buffers[name], grad) for name, grad in zip(names, grads, strict=True) if name in self.buffers]
+            if kept:  # buffer = momentum * buffer + grad
+                buffers, their_grads = map(list, zip(*kept, strict=True))
                 torch._foreach_mul_(buffers, self.momentum)
                 torch._foreach_add_(buffers, their_grads)
+            for name, grad in zip(names, grads, strict=True):
+                if name not in self.buffers:  # the first step: buffer = grad, as torch's SGD
+                    self.buffers[name] = torch.clone(grad).detach()
             buffers = [self.buffers[name] for name in names]
             grads = torch._foreach_add(grads, buffers, alpha=self.momentum) if self.nesterov else buffers
         torch._foreach_add_(params, grads, alpha=-lr)
