@@ -28,6 +28,8 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     stage = f"sweep@{args.strategy}"
     data = load_dataset(device_for(params))
+    base = params.strategy(args.strategy)
+    strategies = {budget: dataclasses.replace(base, budget=budget) for budget in params.sweep.budgets}
     accuracies: dict[tuple[int, float], list[float]] = {}
     for sparsity in params.sweep.sparsities:
         for seed in params.seeds:
@@ -35,8 +37,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
             masks = next_masks(
                 params, args.strategy, load_tensors(dense_model)[0], load_masks(dense_mask), 1.0 - sparsity, seed
             )
-            for budget in params.sweep.budgets:
-                strategy = dataclasses.replace(params.strategy(args.strategy), budget=budget)
+            for budget, strategy in strategies.items():
                 key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
                 model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
                 accuracies.setdefault((budget, sparsity), []).append(
