@@ -25,8 +25,10 @@ Outcome = Literal["ran", "restored", "up to date"]
 
 # DVC's words for "another process holds what I need"; gone once that process is done.
 LOCK_CONTENTION = re.compile(r"is busy, it is being blocked by|Unable to acquire lock|Lock file .* is busy")
-# DVC's StageCmdFailedError ends "exited with <code>"; a negative code is a signal.
-KILLED_BY_SIGNAL = re.compile(r"exited with -\d+")
+# DVC's StageCmdFailedError ends "exited with <code>". A command killed by a signal exits with a
+# negative code when the shell execs it (bash), with 128 + the signal when the shell waits for it
+# (dash, /bin/sh where $SHELL is unset): SIGKILL is -9 or 137.
+EXIT_CODE = re.compile(r"exited with (-?\d+)")
 
 
 class StageRun(BaseModel):
@@ -91,9 +93,14 @@ def failure_of(stage: str, result: subprocess.CompletedProcess) -> StageFailed:
     dvc_errors = [line for line in lines if line.startswith("ERROR:")]
     reason = (own or dvc_errors or lines or [f"exit status {result.returncode}"])[0]
     message = f"stage {stage!r} failed: {reason}"
-    if LOCK_CONTENTION.search(output) or KILLED_BY_SIGNAL.search(output) or result.returncode < 0:
+    if LOCK_CONTENTION.search(output) or killed_by_signal(output) or result.returncode < 0:
         return TransientStageFailure(message)
     return StageFailed(message)
+
+
+def killed_by_signal(output: str) -> bool:
+    """Whether DVC reports the stage's command as ended by a signal, through whichever shell ran it."""
+    return any(code < 0 or 128 < code < 160 for code in map(int, EXIT_CODE.findall(output)))
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
