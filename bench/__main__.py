@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        help="torch threads here and in every stage process (OMP_NUM_THREADS); default: torch's own choice",
+        help="torch threads of the step and loop figures; default: torch's own choice "
+        "(stage processes use params.yaml train.threads)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if args.threads is not None:  # a CPU shared with other jobs: 2 threads on a busy 2-core machine thrash
         torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     results = run(args.quick)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))

@@ -8,6 +8,12 @@ dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In
 3. the flow with one stage at a time: Prefect's own overhead = its wall time minus the sum of
    its stages' `dvc repro -s` times (`--no-overhead` skips this run).
 
+Each run's CPU seconds say what bounds the speed-up: a flow cannot end before its CPU work,
+spread over every core, is done, so `dvc repro` wall / (flow CPU / cores) is the most that
+parallel branches can give on this machine. CPU is split into the stage processes with their
+`dvc repro -s` (children of this process), the flow's own Prefect client (this process), and the
+rest of the machine (the Prefect server, anything else running).
+
 Flow times count from the flow's start to its end against an already running local Prefect
 server, so the server's start-up (seconds, once) is not in them. `measure()` returns the
 numbers for other benchmarks; `--json PATH` writes them.
@@ -15,6 +21,7 @@ numbers for other benchmarks; `--json PATH` writes them.
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -46,16 +53,45 @@ def fresh_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def time_dvc_repro(project: Path) -> float:
-    """Wall seconds of a plain `dvc repro`, every stage one after the other."""
-    started = time.perf_counter()
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far: this process, its reaped children, and the whole machine."""
+    times = os.times()
+    return {
+        "flow_process": times.user + times.system,
+        "children": times.children_user + times.children_system,
+        "machine": _machine_cpu_seconds(),
+    }
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy CPU seconds of every core since boot, from /proc/stat (user, nice, system, irq, softirq)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds since `before`, split as in the module docstring."""
+    after = cpu_seconds()
+    used = {name: after[name] - before[name] for name in after}
+    return {
+        "stages_and_dvc": used["children"],
+        "prefect_client": used["flow_process"],
+        "prefect_server_and_rest": max(0.0, used["machine"] - used["children"] - used["flow_process"]),
+        "total": used["machine"],
+    }
+
+
+def time_dvc_repro(project: Path) -> dict[str, Any]:
+    """Wall and CPU seconds of a plain `dvc repro`, every stage one after the other."""
+    before, started = cpu_seconds(), time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "dvc", "repro"], cwd=project, env=stage_env(), capture_output=True, text=True
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"error: dvc repro failed in {project}:\n{result.stderr[-2000:]}")
-    return seconds
+    return {"wall_s": seconds, "cpu_s": cpu_used(before)}
 
 
 def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
@@ -63,10 +99,11 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
     from pipeline.flow import rewind
     from pipeline.options import RunOptions
 
-    started = time.perf_counter()
+    before, started = cpu_seconds(), time.perf_counter()
     started_at = time.time()
     state = rewind(options=RunOptions(parallelism=parallelism), project=str(project), return_state=True)
     wall = time.perf_counter() - started
+    cpu = cpu_used(before)
     summary = state.result(raise_on_failure=False)
     if not state.is_completed():
         raise SystemExit(f"error: the flow failed in {project}: {summary}")
@@ -78,6 +115,7 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
         "stage_sum_s": sum(run.seconds for run in runs),
         "idle_s": wall - busy,  # no stage process running: Prefect, DVC DAG reading, artifact
         "first_stage_after_s": min(run.started for run in runs) - started_at,
+        "cpu_s": cpu,
     }
 
 
@@ -90,8 +128,9 @@ def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[
 
     with tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
         base = Path(tmp)
-        results: dict[str, Any] = {"parallelism": parallelism}
-        results["dvc_repro_s"] = time_dvc_repro(fresh_copy(project, base / "repro"))
+        results: dict[str, Any] = {"parallelism": parallelism, "cores": len(os.sched_getaffinity(0))}
+        repro = time_dvc_repro(fresh_copy(project, base / "repro"))
+        results["dvc_repro_s"], results["dvc_repro_cpu_s"] = repro["wall_s"], repro["cpu_s"]
         with (
             local_server(free_port(), base / "prefect-home", project) as env,
             temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
@@ -101,6 +140,7 @@ def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[
                 results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
             APILogWorker.drain_all(timeout=5)  # send the flows' logs while the server is still up
         results["speedup"] = results["dvc_repro_s"] / results["flow"]["wall_s"]
+        results["speedup_bound"] = results["dvc_repro_s"] / (results["flow"]["cpu_s"]["total"] / results["cores"])
         if overhead:
             sequential = results["flow_sequential"]
             results["prefect_overhead_s"] = sequential["wall_s"] - sequential["stage_sum_s"]
@@ -116,6 +156,10 @@ def report(results: dict[str, Any]) -> str:
         f"flow, parallelism {results['parallelism']}:          {flow['wall_s']:7.1f} s"
         f"  ({flow['stages']} stages, {flow['stage_sum_s']:.1f} s of stage time, {flow['idle_s']:.1f} s with none)",
         f"speed-up:                      {results['speedup']:7.2f}x",
+        _cpu_line("dvc repro CPU:", results["dvc_repro_cpu_s"], results["dvc_repro_s"]),
+        _cpu_line("flow CPU:", flow["cpu_s"], flow["wall_s"]),
+        f"speed-up bound:                {results['speedup_bound']:7.2f}x"
+        f"  (dvc repro wall / (flow CPU / {results['cores']} cores))",
     ]
     if "flow_sequential" in results:
         sequential = results["flow_sequential"]
@@ -126,6 +170,14 @@ def report(results: dict[str, Any]) -> str:
             f"  ({results['prefect_overhead_per_stage_s'] * 1000:.0f} ms per stage)",
         ]
     return "\n".join(lines)
+
+
+def _cpu_line(label: str, cpu: dict[str, float], wall: float) -> str:
+    return (
+        f"{label:<30}{cpu['total']:7.1f} s  ({cpu['total'] / wall:.2f} cores busy: stages and DVC "
+        f"{cpu['stages_and_dvc']:.1f} s, Prefect client {cpu['prefect_client']:.1f} s, "
+        f"server and rest {cpu['prefect_server_and_rest']:.1f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,8 +71,9 @@ def parallel_stage_env() -> dict[str, str]:
 
 
 def dvc_repro_single(project: Path, stage: str) -> subprocess.CompletedProcess:
-    """Run one stage through DVC, waiting for DVC's repository lock rather than failing on it."""
-    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
+    """Run one stage through DVC, waiting for DVC's repository lock rather than failing on it
+    (and polling it 10 times faster than DVC would: see pipeline.dvc_waiting)."""
+    command = [sys.executable, "-m", "pipeline.dvc_waiting", "repro", "--single-item", stage]
     return subprocess.run(command, cwd=project, env=parallel_stage_env(), capture_output=True, text=True, check=False)
 
 

@@ -58,6 +58,9 @@ class TrainParams(Strict):
     augment: bool  # 4-pixel padded random crop and horizontal flip of every training batch
     precision: Literal["fp32", "bf16"]  # bf16: autocast forward pass (GPU speed; fp32 master weights)
     channels_last: bool  # conv weights in channels-last layout (GPU speed)
+    # CPU threads of a stage's tensor maths; null: torch's default, one per core. Part of the
+    # result: a float sum split over more threads is added in another order.
+    threads: Annotated[int, Field(ge=1)] | None
 
     def schedule(self) -> StepSchedule:
         return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)

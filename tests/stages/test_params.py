@@ -50,6 +50,8 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=[0.1]), "train.lr: Input should be a valid number"),
         (lambda p: p["train"].update(milestones=[20, 50]), "train.milestones: 50 is not below train.epochs"),
         (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate: unknown key"),
+        (lambda p: p["train"].update(threads=0), "train.threads: Input should be greater than or equal to 1"),
+        (lambda p: p["train"].pop("threads"), "train.threads: missing key"),
         (lambda p: p.pop("seeds"), "seeds: missing key"),
         (lambda p: p.update(seeds=[0, 0]), "seeds: a seed is listed twice"),
         (lambda p: p["sweep"].update(budgets=[50]), "sweep.budgets: 50 is larger than train.epochs"),
