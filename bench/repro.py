@@ -184,6 +184,7 @@ def parallel(source: Path, out: Path, quick: bool, timeout: float) -> dict:
         "sequential_wall_seconds": measured["dvc_repro_s"],
         "parallel_wall_seconds": measured["flow"]["wall_s"],
         "speedup": measured["speedup"],
+        "speedup_bound": measured["speedup_bound"],
         "pipeline_bench": measured,
         "note": "one run each (n=1), by pipeline.bench; Prefect server start-up is not in the flow's wall",
     }

@@ -43,6 +43,8 @@ def _parallel(par: dict) -> Iterator[tuple[str, str, str, str]]:
         return
     spread = f"{par['sequential_wall_seconds']:.1f} s → {par['parallel_wall_seconds']:.1f} s, {par['stages']} stages"
     yield "Prefect flow speed-up over sequential", f"{par['speedup']:.2f}×", spread, ""
+    cpu = "dvc repro wall / (flow CPU seconds / cores)"
+    yield "  most its CPU work allows", f"{par['speedup_bound']:.2f}×", cpu, ""
 
 
 def render(results: dict) -> str:
