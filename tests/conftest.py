@@ -35,6 +35,16 @@ def tiny_params(**overrides) -> dict:
     return params
 
 
+def params_with(tmp_path: Path, **train):
+    """tiny_params with these `train` keys changed, written under `tmp_path` and validated as a stage would."""
+    from stages.params import load_params
+
+    raw = tiny_params()
+    raw["train"].update(train)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    return load_params(tmp_path / "params.yaml")
+
+
 def project_env() -> dict[str, str]:
     """The environment stage commands need: this venv's python first on PATH, telemetry off."""
     env = dict(os.environ)

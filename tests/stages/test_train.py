@@ -1,21 +1,12 @@
 """stages.train: params.yaml's loop options reach the training loop of every training stage."""
 
 import torch
-import yaml
 
 from rewind.data import random_crop_flip
 from rewind.models import build_model
 from stages.common import place_for_training
-from stages.params import load_params
 from stages.train import batch_options
-from tests.conftest import tiny_params
-
-
-def params_with(tmp_path, **train):
-    raw = tiny_params()
-    raw["train"].update(train)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    return load_params(tmp_path / "params.yaml")
+from tests.conftest import params_with
 
 
 def test_batch_options_follow_params(tmp_path):
