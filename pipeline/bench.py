@@ -4,7 +4,8 @@ Each measurement starts from a clean state: a fresh copy of the project's code, 
 dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In one process:
 
 1. `dvc repro` of every stage, one at a time: the baseline;
-2. the flow with `--parallelism` stages at a time (default 2): speed-up = (1) / (2);
+2. the flow with `--parallelism` stages at a time (default: the flow's, options.stages_at_once):
+   speed-up = (1) / (2);
 3. the flow with one stage at a time: Prefect's own overhead = its wall time minus the sum of
    its stages' `dvc repro -s` times (`--no-overhead` skips this run).
 
@@ -116,11 +117,17 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
         "idle_s": wall - busy,  # no stage process running: Prefect, DVC DAG reading, artifact
         "first_stage_after_s": min(run.started for run in runs) - started_at,
         "cpu_s": cpu,
+        "timeline": {  # stage → [start, end] in seconds from the flow's start: where the cores idled
+            run.stage: [run.started - started_at, run.started - started_at + run.seconds] for run in runs
+        },
     }
 
 
-def measure(project: Path, parallelism: int = 2, overhead: bool = True) -> dict[str, Any]:
+def measure(project: Path, parallelism: int | None = None, overhead: bool = True) -> dict[str, Any]:
     """The benchmark's numbers (see the module docstring) for the project at `project`."""
+    from pipeline.options import RunOptions, read_params, stages_at_once
+
+    parallelism = stages_at_once(RunOptions(parallelism=parallelism), read_params(project))
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -183,7 +190,7 @@ def _cpu_line(label: str, cpu: dict[str, float], wall: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--project", type=Path, default=Path("."), help="the project to copy (default: here)")
-    parser.add_argument("--parallelism", type=int, default=2, help="stages at a time in the flow (default 2)")
+    parser.add_argument("--parallelism", type=int, help="stages at a time in the flow (default: the flow's)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the one-at-a-time flow run")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import PipelineError
+from pipeline.warm_dvc import WarmDvc
 
 Graph = dict[str, frozenset[str]]  # stage name → the stages it depends on
 
@@ -44,17 +45,19 @@ def address(stage: Any, project: Path) -> str:
     return name if dvcfile == "dvc.yaml" else f"{dvcfile}:{name}"
 
 
-def stale_stages(project: Path) -> set[str]:
+def stale_stages(dvc: WarmDvc) -> set[str]:
     """The stages `dvc status` reports changed now, before anything runs.
 
     A stage neither listed here nor downstream of a stage that runs is up to date for the whole
-    run, so the flow need not start a `dvc repro -s` process (about a second each) to hear it.
+    run, so the flow need not run a `dvc repro -s` (tenths of a second each) to hear it.
     """
     import json
 
-    from pipeline.workspace import dvc
-
-    return set(json.loads(dvc(project, "status", "--json") or "{}"))
+    result = dvc.run(["status", "--json"])
+    if result.returncode != 0:
+        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
+        raise PipelineError(f"dvc status: {(errors or ['failed'])[0]}")
+    return set(json.loads(result.stdout or "{}"))
 
 
 def topological_order(graph: Graph) -> list[str]:

@@ -1,9 +1,10 @@
 """The `rewind` flow: the DVC pipeline, one Prefect task per stage, independent branches in parallel.
 
 The flow reads the DAG from DVC, then submits each stage as soon as every stage it depends on
-has completed, keeping at most `parallelism` running. A failed stage fails the stages
-downstream of it (as `not-run` tasks that name it), while every other branch runs to its end,
-so their results are in dvc.lock and the cache. Then the results artifact is published and, for
+has completed, keeping at most `parallelism` running (options.stages_at_once). Stages run through
+one warm DVC process per flow run (pipeline.warm_dvc), which forks a fresh DVC per stage without
+importing DVC again. A failed stage fails the stages downstream of it (as `not-run` tasks that
+name it), while every other branch runs to its end, so their results are in dvc.lock and the cache. Then the results artifact is published and, for
 a run with overrides, the experiment is saved and the workspace restored (pipeline.workspace).
 """
 
@@ -18,9 +19,10 @@ from pydantic import BaseModel
 
 from pipeline import PipelineError
 from pipeline.dag import Graph, read_graph, stale_stages, topological_order
-from pipeline.options import RunOptions, apply_changes, check_params, read_params, resolve_changes
+from pipeline.options import RunOptions, apply_changes, check_params, read_params, resolve_changes, stages_at_once
 from pipeline.results import publish
-from pipeline.tasks import StageRun, not_run, run_stage
+from pipeline.tasks import StageRun, not_run, parallel_stage_env, run_stage
+from pipeline.warm_dvc import WarmDvc, warm_dvc
 from pipeline.workspace import Experiment, experiment
 
 SHOWN_NOT_RUN = 8  # stages named in the failure message; the UI lists every one
@@ -48,7 +50,9 @@ def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary
     if changes:
         check_params(apply_changes(params, changes))
     with _workspace(root, changes, options.experiment) as recorder:
-        stages = run_graph(read_graph(root), stale_stages(root), root, options)
+        at_once = stages_at_once(options, apply_changes(params, changes))
+        with warm_dvc(root, parallel_stage_env()) as dvc:
+            stages = run_graph(read_graph(root), stale_stages(dvc), dvc, at_once, options.retries)
         publish(root, _heading(changes))
         saved = recorder.save(options.experiment) if recorder else None
     if saved:
@@ -56,14 +60,14 @@ def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary
     return RunSummary(stages=stages, experiment=saved, changes=changes)
 
 
-def run_graph(graph: Graph, stale: set[str], root: Path, options: RunOptions) -> dict[str, StageRun]:
+def run_graph(graph: Graph, stale: set[str], dvc: WarmDvc, parallelism: int, retries: int) -> dict[str, StageRun]:
     """Run every stage once its upstream stages completed; raise PipelineFailed naming failures.
 
     A stage goes through `dvc repro -s` when `dvc status` listed it (`stale`) or a stage it
     depends on ran or was restored; DVC then decides. Any other stage is up to date already.
     """
     logger = get_run_logger()
-    stage_task = run_stage.with_options(retries=options.retries)
+    stage_task = run_stage.with_options(retries=retries)
     waiting = topological_order(graph)
     done: dict[str, StageRun] = {}
     failed: dict[str, str] = {}  # stage → its failure, one line
@@ -75,10 +79,10 @@ def run_graph(graph: Graph, stale: set[str], root: Path, options: RunOptions) ->
             blocked[name] = _failed_upstream(graph[name], failed, blocked)
             running[not_run.with_options(task_run_name=name).submit(name, blocked[name])] = name
         ready = [n for n in waiting if graph[n] <= done.keys()]
-        for name in ready[: max(0, options.parallelism - _stages_running(running, blocked))]:
+        for name in ready[: max(0, parallelism - _stages_running(running, blocked))]:
             waiting.remove(name)
             check = name in stale or any(done[up].outcome != "up to date" for up in graph[name])
-            running[stage_task.with_options(task_run_name=name).submit(str(root), name, check)] = name
+            running[stage_task.with_options(task_run_name=name).submit(dvc.socket_path, name, check)] = name
         if not running:
             raise PipelineError(f"stages never became ready: {waiting}")  # a cycle; DVC forbids them
         future = next(as_completed(list(running)))

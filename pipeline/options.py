@@ -6,6 +6,7 @@ strategy is one line naming it, and the merged params must pass the same validat
 """
 
 import copy
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,36 @@ class RunOptions(BaseModel):
         description="params.yaml keys, dotted as for `dvc exp run -S`, mapped to new values; "
         "e.g. {'strategies.lrr.budget': 30}. A run that changes params.yaml is saved as a DVC experiment.",
     )
-    parallelism: int = Field(default=2, ge=1, le=64, description="Stages run at the same time, at most.")
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Stages run at the same time, at most; default: on a CPU one per core plus one, "
+        "on a GPU two (see stages_at_once).",
+    )
     retries: int = Field(default=2, ge=0, le=10, description="Retries of a stage after a transient failure.")
     experiment: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
         description="Name of the DVC experiment a run with overrides is saved as; default: DVC picks one.",
     )
+
+
+def stages_at_once(options: RunOptions, params: dict[str, Any]) -> int:
+    """`options.parallelism`, or the default for where the stages compute (params' `train.device`).
+
+    On a CPU: one stage per core plus one. Each stage takes one core (`train.threads: 1`), and
+    holds DVC's repository lock for a few tenths of a second before and after its command; with
+    one stage per core, a stage waiting for that lock leaves its core idle, with one more there is
+    a stage to take it. On the default config and 2 cores, 3 at once took 111.4 s against 173.0 s
+    for `dvc repro` (1.55x), 2 at once 120.4 s against 169.7 s (1.41x) (`make bench-flow`).
+    On a GPU: two, one computing while the other starts or saves; more would share its memory.
+    """
+    if options.parallelism is not None:
+        return options.parallelism
+    train = params.get("train")
+    device = train.get("device", "cpu") if isinstance(train, dict) else "cpu"
+    return len(os.sched_getaffinity(0)) + 1 if device == "cpu" else 2
 
 
 def read_params(project: Path) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from pydantic import BaseModel
 
+from pipeline.warm_dvc import WarmDvc
+
 Outcome = Literal["ran", "restored", "up to date"]
 
 # DVC's words for "another process holds what I need"; gone once that process is done.
@@ -70,13 +72,6 @@ def parallel_stage_env() -> dict[str, str]:
     return env
 
 
-def dvc_repro_single(project: Path, stage: str) -> subprocess.CompletedProcess:
-    """Run one stage through DVC, waiting for DVC's repository lock rather than failing on it
-    (and polling it 10 times faster than DVC would: see pipeline.dvc_waiting)."""
-    command = [sys.executable, "-m", "pipeline.dvc_waiting", "repro", "--single-item", stage]
-    return subprocess.run(command, cwd=project, env=parallel_stage_env(), capture_output=True, text=True, check=False)
-
-
 def outcome_of(stage: str, stdout: str) -> Outcome:
     """DVC's verdict from its output: ran the command, restored from the run-cache, or nothing to do."""
     if f"Stage '{stage}' is cached - skipping run" in stdout:
@@ -118,8 +113,9 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,  # DVC, not Prefect, decides what is stale
     persist_result=False,
 )
-def run_stage(project: str, stage: str, check: bool = True) -> StageRun:
-    """Run `stage` through DVC in `project`; its output goes to the task's log.
+def run_stage(dvc_socket: str, stage: str, check: bool = True) -> StageRun:
+    """Run `stage` through the flow's warm DVC (pipeline.warm_dvc) at `dvc_socket`; its output
+    goes to the task's log.
 
     `check=False` is the flow's word that DVC already found the stage up to date (`dvc status`
     before the run, and no upstream stage has run since): no process is started.
@@ -129,7 +125,7 @@ def run_stage(project: str, stage: str, check: bool = True) -> StageRun:
     if not check:
         logger.info("%s: up to date (dvc status before the run; no upstream stage ran)", stage)
         return StageRun(stage=stage, outcome="up to date", seconds=0.0, started=started_at)
-    result = dvc_repro_single(Path(project), stage)
+    result = WarmDvc(dvc_socket).run(["repro", "--single-item", stage])
     seconds = time.perf_counter() - started
     output = "\n".join(part.rstrip() for part in (result.stdout, result.stderr) if part.strip())
     if result.returncode != 0:

@@ -1,5 +1,6 @@
 """Flow options against params.yaml: overrides, strategies, one-line errors; no Prefect server needed."""
 
+import os
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline import PipelineError
-from pipeline.options import RunOptions, apply_changes, resolve_changes, write_changes
+from pipeline.options import RunOptions, apply_changes, resolve_changes, stages_at_once, write_changes
 from tests.conftest import ROOT, project_env, tiny_params
 
 
@@ -59,6 +60,20 @@ def test_options_model_refuses_unknown_fields_and_bad_values():
         RunOptions(parallelism=0)
     with pytest.raises(ValueError, match="experiment"):
         RunOptions(experiment="no spaces please")
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "train", "expected"),
+    [
+        (5, {"device": "cuda"}, 5),  # given: taken as it is
+        (None, {"device": "cpu"}, len(os.sched_getaffinity(0)) + 1),  # a stage per core, one more
+        (None, {"device": "cuda"}, 2),
+        (None, {"device": "auto"}, 2),
+        (None, "not a mapping", len(os.sched_getaffinity(0)) + 1),  # the validate stage will name the key
+    ],
+)
+def test_stages_at_once_defaults_to_the_device_the_stages_use(parallelism, train, expected):
+    assert stages_at_once(RunOptions(parallelism=parallelism), {"train": train}) == expected
 
 
 def test_written_overrides_keep_the_comments_of_params_yaml(tmp_path):
