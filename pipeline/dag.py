@@ -53,11 +53,7 @@ def stale_stages(dvc: WarmDvc) -> set[str]:
     """
     import json
 
-    result = dvc.run(["status", "--json"])
-    if result.returncode != 0:
-        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
-        raise PipelineError(f"dvc status: {(errors or ['failed'])[0]}")
-    return set(json.loads(result.stdout or "{}"))
+    return set(json.loads(dvc.output(["status", "--json"]) or "{}"))
 
 
 def topological_order(graph: Graph) -> list[str]:

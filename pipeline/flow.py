@@ -4,8 +4,9 @@ The flow reads the DAG from DVC, then submits each stage as soon as every stage 
 has completed, keeping at most `parallelism` running (options.stages_at_once). Stages run through
 one warm DVC process per flow run (pipeline.warm_dvc), which forks a fresh DVC per stage without
 importing DVC again. A failed stage fails the stages downstream of it (as `not-run` tasks that
-name it), while every other branch runs to its end, so their results are in dvc.lock and the cache. Then the results artifact is published and, for
-a run with overrides, the experiment is saved and the workspace restored (pipeline.workspace).
+name it), while every other branch runs to its end, so their results are in dvc.lock and the
+cache. Then the results artifact is published and, for a run with overrides, the experiment is
+saved and the workspace restored (pipeline.workspace).
 """
 
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary
         at_once = stages_at_once(options, apply_changes(params, changes))
         with warm_dvc(root, parallel_stage_env()) as dvc:
             stages = run_graph(read_graph(root), stale_stages(dvc), dvc, at_once, options.retries)
-        publish(root, _heading(changes))
+            publish(dvc, root, _heading(changes))
         saved = recorder.save(options.experiment) if recorder else None
     if saved:
         get_run_logger().info("saved as DVC experiment %r; see `dvc exp show`", saved)

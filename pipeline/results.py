@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipeline.workspace import dvc
+from pipeline.warm_dvc import WarmDvc
 from stages.layout import REPORT
 
 ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
@@ -33,13 +33,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def collect(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def collect(dvc: WarmDvc) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics now, metrics diff against HEAD), both keyed `file: dotted key`, from DVC."""
-    shown = json.loads(dvc(project, "metrics", "show", "--json") or "{}")
+    shown = json.loads(dvc.output(["metrics", "show", "--json"]) or "{}")
     files = {
         file: content.get("data") or {} for rev in shown.values() for file, content in (rev.get("data") or {}).items()
     }
-    diff = json.loads(dvc(project, "metrics", "diff", "--json") or "{}")
+    diff = json.loads(dvc.output(["metrics", "diff", "--json"]) or "{}")
 
     def name(file: str, key: str) -> str:  # the file is named only when there are several
         return key if len(files) <= 1 else f"{file}: {key}"
@@ -75,9 +75,10 @@ def markdown(metrics: list[str], rows: list[dict[str, Any]], heading: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def publish(project: Path, heading: str) -> str:
-    """Create the markdown and table artifacts of the current results; returns the markdown."""
-    current, changes = collect(project)
+def publish(dvc: WarmDvc, project: Path, heading: str) -> str:
+    """Create the markdown and table artifacts of the results in `project` (whose DVC `dvc` runs);
+    returns the markdown."""
+    current, changes = collect(dvc)
     metrics, rows = table_rows(current, changes)
     text = markdown(metrics, rows, heading)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: results per strategy and round")

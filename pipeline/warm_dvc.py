@@ -34,7 +34,7 @@ from typing import IO
 import dvc.lock
 from dvc.cli import main as dvc_main
 
-from pipeline import PipelineError
+from pipeline import PipelineError, dvc_output
 
 POLL_SECONDS = 0.05
 RETRIES_PER_TIMEOUT = 6  # dvc.lock.Lock.lock(): delay = DEFAULT_TIMEOUT / 6
@@ -73,6 +73,10 @@ class WarmDvc:
             return subprocess.CompletedProcess(argv, -signal.SIGKILL, "", "warm DVC server closed the connection")
         result = json.loads(reply)
         return subprocess.CompletedProcess(argv, result["returncode"], result["stdout"], result["stderr"])
+
+    def output(self, argv: list[str]) -> str:
+        """The stdout of a DVC command that must succeed; a failure is one PipelineError line."""
+        return dvc_output(argv, self.run(argv))
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import PipelineError
+from pipeline import PipelineError, dvc_output
 from pipeline.options import write_changes
 from pipeline.tasks import stage_env
 
@@ -44,10 +44,7 @@ def dvc(project: Path, *args: str) -> str:
     """Run dvc in `project` with the stages' environment; a failure is one PipelineError line."""
     command = [sys.executable, "-m", "dvc", *args]
     result = subprocess.run(command, cwd=project, env=stage_env(), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
-        raise PipelineError(f"dvc {' '.join(args)}: {(errors or ['failed'])[0]}")
-    return result.stdout
+    return dvc_output(args, result)
 
 
 def require_clean(project: Path) -> None:
