@@ -82,24 +82,27 @@ class WarmDvc:
 @contextlib.contextmanager
 def warm_dvc(project: Path, env: dict[str, str]) -> Iterator[WarmDvc]:
     """A server for DVC commands in `project` with `env`, for as long as the block runs."""
-    folder = tempfile.mkdtemp(prefix="rewind-dvc-")  # short: a socket path has at most 107 bytes
-    socket_path = os.path.join(folder, "dvc.sock")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.warm_dvc", socket_path],
-        cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="rewind-dvc-"))  # short: a socket path has at most 107 bytes
+    socket_path = str(folder / "dvc.sock")
+    log = folder / "server.log"  # a file, not a pipe: nobody reads it while the server runs
+    with log.open("w") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.warm_dvc", socket_path],
+            cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True,
+        )  # fmt: skip
     try:
         if server.stdout.readline().strip() != "ready":  # blocks until bound, or "" if it died
-            server.kill()
-            raise PipelineError(f"the warm DVC server did not start: {server.communicate()[1].strip()[-500:]}")
+            server.wait()
+            raise PipelineError(f"the warm DVC server did not start: {log.read_text().strip()[-500:]}")
         yield WarmDvc(socket_path)
     finally:
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            server.communicate(timeout=10)
+            server.wait(timeout=10)
         if server.poll() is None:
             server.kill()
             server.wait()
+        server.stdout.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -140,10 +143,10 @@ def _run_dvc(argv: list[str], stdout: IO[bytes], stderr: IO[bytes]) -> None:
         os.dup2(stdout.fileno(), 1)
         os.dup2(stderr.fileno(), 2)
         code = dvc_main(["--wait-for-lock", *argv])
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     except BaseException as error:  # a forked child must end in os._exit below, whatever happens
-        code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 1
-        if not isinstance(error, SystemExit):
-            print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
