@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
     parser.add_argument("--strategy", action="append", dest="strategies", help="a strategy to compare (repeat)")
     parser.add_argument("--set", "-S", action="append", default=[], metavar="KEY=VALUE", help="a params.yaml override")
     parser.add_argument(
-        "--parallelism", type=int, help="stages at the same time, at most (default: cores + 1 on a CPU, 2 on a GPU)"
+        "--parallelism", type=int, help="stages at the same time, at most (default: cores / train.threads + 1; GPU: 2)"
     )
     parser.add_argument("--retries", type=int, default=2, help="retries after a transient failure (default 2)")
     parser.add_argument("--experiment", help="name of the DVC experiment a run with overrides is saved as")

@@ -39,8 +39,8 @@ class RunOptions(BaseModel):
         default=None,
         ge=1,
         le=64,
-        description="Stages run at the same time, at most; default: on a CPU one per core plus one, "
-        "on a GPU two (see stages_at_once).",
+        description="Stages run at the same time, at most; default: on a CPU enough to fill the cores "
+        "with train.threads each, plus one (3 on 2 cores with 1 thread), on a GPU two.",
     )
     retries: int = Field(default=2, ge=0, le=10, description="Retries of a stage after a transient failure.")
     experiment: str | None = Field(
@@ -51,20 +51,25 @@ class RunOptions(BaseModel):
 
 
 def stages_at_once(options: RunOptions, params: dict[str, Any]) -> int:
-    """`options.parallelism`, or the default for where the stages compute (params' `train.device`).
+    """`options.parallelism`, or the default for where the stages compute (params' `train`).
 
-    On a CPU: one stage per core plus one. Each stage takes one core (`train.threads: 1`), and
-    holds DVC's repository lock for a few tenths of a second before and after its command; with
-    one stage per core, a stage waiting for that lock leaves its core idle, with one more there is
-    a stage to take it. On the default config and 2 cores, 3 at once took 111.4 s against 173.0 s
-    for `dvc repro` (1.55x), 2 at once 120.4 s against 169.7 s (1.41x) (`make bench-flow`).
-    On a GPU: two, one computing while the other starts or saves; more would share its memory.
+    On a CPU: enough stages to fill the cores with `train.threads` each (null: one per core), plus
+    one. A stage holds DVC's repository lock for a few tenths of a second before and after its
+    command; with just enough stages to fill the cores, a stage waiting for that lock leaves its
+    share idle, and the extra one takes it. On the default config (1 thread) and 2 cores, 3 at
+    once took 111.4 s against 173.0 s for `dvc repro` (1.55x), 2 at once 120.4 s against 169.7 s
+    (1.41x) (`make bench-flow`). On a GPU: two, one computing while the other starts or saves;
+    more would share its memory.
     """
     if options.parallelism is not None:
         return options.parallelism
-    train = params.get("train")
-    device = train.get("device", "cpu") if isinstance(train, dict) else "cpu"
-    return len(os.sched_getaffinity(0)) + 1 if device == "cpu" else 2
+    train = params.get("train") if isinstance(params.get("train"), dict) else {}
+    if train.get("device", "cpu") != "cpu":
+        return 2
+    cores = len(os.sched_getaffinity(0))
+    threads = train.get("threads")
+    per_stage = threads if isinstance(threads, int) and threads > 0 else cores
+    return max(1, cores // per_stage) + 1
 
 
 def read_params(project: Path) -> dict[str, Any]:

@@ -62,17 +62,22 @@ def test_options_model_refuses_unknown_fields_and_bad_values():
         RunOptions(experiment="no spaces please")
 
 
+CORES = len(os.sched_getaffinity(0))
+
+
 @pytest.mark.parametrize(
     ("parallelism", "train", "expected"),
     [
         (5, {"device": "cuda"}, 5),  # given: taken as it is
-        (None, {"device": "cpu"}, len(os.sched_getaffinity(0)) + 1),  # a stage per core, one more
-        (None, {"device": "cuda"}, 2),
+        (None, {"device": "cpu", "threads": 1}, CORES + 1),  # a stage per core, one more
+        (None, {"device": "cpu", "threads": None}, 2),  # a stage uses every core: one, and one more
+        (None, {"device": "cpu", "threads": 2 * CORES}, 2),
+        (None, {"device": "cuda", "threads": 1}, 2),
         (None, {"device": "auto"}, 2),
-        (None, "not a mapping", len(os.sched_getaffinity(0)) + 1),  # the validate stage will name the key
+        (None, "not a mapping", 2),  # as `threads: null`; the validate stage will name the key
     ],
 )
-def test_stages_at_once_defaults_to_the_device_the_stages_use(parallelism, train, expected):
+def test_stages_at_once_fills_the_cores_and_one_more(parallelism, train, expected):
     assert stages_at_once(RunOptions(parallelism=parallelism), {"train": train}) == expected
 
 
