@@ -15,8 +15,10 @@ parallel branches can give on this machine. CPU is split into the stage processe
 `dvc repro -s` (children of this process), the flow's own Prefect client (this process), and the
 rest of the machine (the Prefect server, anything else running).
 
-Flow times count from the flow's start to its end against an already running local Prefect
-server, so the server's start-up (seconds, once) is not in them. `measure()` returns the
+The baseline runs with no Prefect server up; flow times count from the flow's start to its end
+against an already running local Prefect server, so the server's start-up is not in them.
+`--repeat N` measures N baseline-and-flow pairs one after the other and reports the pair with
+the median speed-up (a shared machine's speed drifts by several percent between runs). `measure()` returns the
 numbers for other benchmarks; `--json PATH` writes them.
 """
 
@@ -29,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,36 +127,62 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
     }
 
 
-def measure(project: Path, parallelism: int | None = None, overhead: bool = True) -> dict[str, Any]:
-    """The benchmark's numbers (see the module docstring) for the project at `project`."""
+def measure(project: Path, parallelism: int | None = None, overhead: bool = True, repeat: int = 1) -> dict[str, Any]:
+    """The benchmark's numbers (see the module docstring) for the project at `project`.
+
+    With `repeat` > 1, baseline and flow are measured that many times, one after the other; the
+    top-level figures are those of the pair with the median speed-up, `repeats` has every pair.
+    """
     from pipeline.options import RunOptions, read_params, stages_at_once
 
     parallelism = stages_at_once(RunOptions(parallelism=parallelism), read_params(project))
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
+        base = Path(tmp)
+        pairs = [_pair(project, base / f"pair-{index}", parallelism, cores) for index in range(repeat)]
+        results = {"parallelism": parallelism, "cores": cores, **median_pair(pairs)}
+        results["repeats"] = [
+            {key: pair[key] for key in ("dvc_repro_s", "speedup", "speedup_bound")} | {"flow_s": pair["flow"]["wall_s"]}
+            for pair in pairs
+        ]
+        if overhead:
+            with _prefect_server(project, base / "prefect-sequential"):
+                sequential = results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
+            results["prefect_overhead_s"] = sequential["wall_s"] - sequential["stage_sum_s"]
+            results["prefect_overhead_per_stage_s"] = results["prefect_overhead_s"] / sequential["stages"]
+        return results
+
+
+def _pair(project: Path, base: Path, parallelism: int, cores: int) -> dict[str, Any]:
+    """`dvc repro` (no Prefect server running), then the flow, each on its own fresh copy."""
+    repro = time_dvc_repro(fresh_copy(project, base / "repro"))
+    with _prefect_server(project, base / "prefect"):
+        flow = time_flow(fresh_copy(project, base / "flow"), parallelism)
+    return {
+        "dvc_repro_s": repro["wall_s"],
+        "dvc_repro_cpu_s": repro["cpu_s"],
+        "flow": flow,
+        "speedup": repro["wall_s"] / flow["wall_s"],
+        "speedup_bound": repro["wall_s"] / (flow["cpu_s"]["total"] / cores),
+    }
+
+
+def median_pair(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pair with the median speed-up (the upper one of an even count): a real run, not a mix."""
+    return sorted(pairs, key=lambda pair: pair["speedup"])[len(pairs) // 2]
+
+
+@contextmanager
+def _prefect_server(project: Path, home: Path) -> Iterator[None]:
+    """A local Prefect server for the flows of the block; their logs are sent before it stops."""
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipeline.serve import free_port, local_server
 
-    with tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
-        base = Path(tmp)
-        results: dict[str, Any] = {"parallelism": parallelism, "cores": len(os.sched_getaffinity(0))}
-        repro = time_dvc_repro(fresh_copy(project, base / "repro"))
-        results["dvc_repro_s"], results["dvc_repro_cpu_s"] = repro["wall_s"], repro["cpu_s"]
-        with (
-            local_server(free_port(), base / "prefect-home", project) as env,
-            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
-        ):
-            results["flow"] = time_flow(fresh_copy(project, base / "flow"), parallelism)
-            if overhead:
-                results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
-            APILogWorker.drain_all(timeout=5)  # send the flows' logs while the server is still up
-        results["speedup"] = results["dvc_repro_s"] / results["flow"]["wall_s"]
-        results["speedup_bound"] = results["dvc_repro_s"] / (results["flow"]["cpu_s"]["total"] / results["cores"])
-        if overhead:
-            sequential = results["flow_sequential"]
-            results["prefect_overhead_s"] = sequential["wall_s"] - sequential["stage_sum_s"]
-            results["prefect_overhead_per_stage_s"] = results["prefect_overhead_s"] / sequential["stages"]
-        return results
+    with local_server(free_port(), home, project) as env, temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        yield
+        APILogWorker.drain_all(timeout=5)
 
 
 def report(results: dict[str, Any]) -> str:
@@ -162,7 +192,7 @@ def report(results: dict[str, Any]) -> str:
         f"dvc repro (sequential):        {results['dvc_repro_s']:7.1f} s",
         f"flow, parallelism {results['parallelism']}:          {flow['wall_s']:7.1f} s"
         f"  ({flow['stages']} stages, {flow['stage_sum_s']:.1f} s of stage time, {flow['idle_s']:.1f} s with none)",
-        f"speed-up:                      {results['speedup']:7.2f}x",
+        f"speed-up:                      {results['speedup']:7.2f}x" + _spread(results["repeats"]),
         _cpu_line("dvc repro CPU:", results["dvc_repro_cpu_s"], results["dvc_repro_s"]),
         _cpu_line("flow CPU:", flow["cpu_s"], flow["wall_s"]),
         f"speed-up bound:                {results['speedup_bound']:7.2f}x"
@@ -179,6 +209,14 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _spread(repeats: list[dict[str, Any]]) -> str:
+    """For several pairs: every pair's speed-up, after the median one's shown on the line."""
+    if len(repeats) < 2:
+        return ""
+    each = ", ".join(f"{run['speedup']:.2f}x ({run['dvc_repro_s']:.1f} s -> {run['flow_s']:.1f} s)" for run in repeats)
+    return f"  (median of {len(repeats)}: {each})"
+
+
 def _cpu_line(label: str, cpu: dict[str, float], wall: float) -> str:
     return (
         f"{label:<30}{cpu['total']:7.1f} s  ({cpu['total'] / wall:.2f} cores busy: stages and DVC "
@@ -192,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, default=Path("."), help="the project to copy (default: here)")
     parser.add_argument("--parallelism", type=int, help="stages at a time in the flow (default: the flow's)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the one-at-a-time flow run")
+    parser.add_argument("--repeat", type=int, default=1, help="baseline and flow pairs to measure (default 1)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the Prefect server
-    results = measure(args.project.resolve(), args.parallelism, overhead=not args.no_overhead)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    results = measure(args.project.resolve(), args.parallelism, overhead=not args.no_overhead, repeat=args.repeat)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
