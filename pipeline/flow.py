@@ -48,10 +48,11 @@ def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary
     root = Path(project).resolve()
     params = read_params(root)
     changes = resolve_changes(options, params)
+    effective = apply_changes(params, changes)
     if changes:
-        check_params(apply_changes(params, changes))
+        check_params(effective)
     with _workspace(root, changes, options.experiment) as recorder:
-        at_once = stages_at_once(options, apply_changes(params, changes))
+        at_once = stages_at_once(options, effective)
         with warm_dvc(root, parallel_stage_env()) as dvc:
             stages = run_graph(read_graph(root), stale_stages(dvc), dvc, at_once, options.retries)
             publish(dvc, root, _heading(changes))
