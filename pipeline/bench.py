@@ -18,8 +18,8 @@ rest of the machine (the Prefect server, anything else running).
 The baseline runs with no Prefect server up; flow times count from the flow's start to its end
 against an already running local Prefect server, so the server's start-up is not in them.
 `--repeat N` measures N baseline-and-flow pairs one after the other and reports the pair with
-the median speed-up (a shared machine's speed drifts by several percent between runs). `measure()` returns the
-numbers for other benchmarks; `--json PATH` writes them.
+the median speed-up (a shared machine's speed drifts by several percent between runs).
+`measure()` returns the numbers for other benchmarks; `--json PATH` writes them.
 """
 
 import argparse
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the Prefect server
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.parallelism is not None and args.parallelism < 1:
+        parser.error("--parallelism must be at least 1")
     results = measure(args.project.resolve(), args.parallelism, overhead=not args.no_overhead, repeat=args.repeat)
     print(report(results))
     if args.json:

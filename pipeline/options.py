@@ -63,7 +63,9 @@ def stages_at_once(options: RunOptions, params: dict[str, Any]) -> int:
     """
     if options.parallelism is not None:
         return options.parallelism
-    train = params.get("train") if isinstance(params.get("train"), dict) else {}
+    train = params.get("train")
+    if not isinstance(train, dict):
+        train = {}
     if train.get("device", "cpu") != "cpu":
         return 2
     cores = len(os.sched_getaffinity(0))

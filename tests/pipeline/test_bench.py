@@ -1,6 +1,8 @@
 """pipeline.bench's arithmetic on made-up pairs (tests/bench runs the measuring: `python -m bench --quick`)."""
 
-from pipeline.bench import median_pair, report
+import pytest
+
+from pipeline.bench import main, median_pair, report
 
 CPU = {"total": 10.0, "stages_and_dvc": 9.0, "prefect_client": 0.5, "prefect_server_and_rest": 0.5}
 
@@ -30,3 +32,11 @@ def test_report_lists_every_pair_only_when_there_are_several():
     assert "speed-up:                         1.50x  (median of 3: 1.50x (30.0 s -> 20.0 s), 1.20x" in several
     single = report({"parallelism": 3, "cores": 2, **pairs[0], "repeats": summaries[:1]})
     assert "median" not in single and "1.50x" in single
+
+
+@pytest.mark.parametrize("option", ["--repeat", "--parallelism"])
+def test_a_count_below_one_is_a_one_line_error_before_any_measuring(option, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([option, "0"])
+    assert caught.value.code == 2
+    assert f"{option} must be at least 1" in capsys.readouterr().err
