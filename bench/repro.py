@@ -12,7 +12,7 @@ from pathlib import Path
 from bench.project import Project, Repro
 from bench.stats import interleaved, summary
 from rewind.checkpoint import load_tensors
-from stages import layout
+from stages.shared import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET, NOOP_TARGET = 0.5, 3.0

@@ -121,7 +121,7 @@ def apply_changes(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
 
 def check_params(params: dict[str, Any]) -> None:
     """Validate merged params with the stages' own rules (stages.params), before writing anything."""
-    from stages.params import load_params  # the one definition of valid params; imports torch, so late
+    from stages.shared.params import load_params  # the one definition of valid params; imports torch, so late
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PARAMS_FILE

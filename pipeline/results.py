@@ -15,7 +15,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.warm_dvc import WarmDvc
-from stages.layout import REPORT
+from stages.shared.layout import REPORT
 
 ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
 TABLE_KEY = "rewind-results-table"

@@ -6,6 +6,7 @@ split is a pure function of its seed, so two runs see the same examples in the s
 """
 
 import gzip
+import math
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ import torch
 from rewind import RewindError
 
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
+# The built-in datasets' image shape and class count: what a model is built for, known without
+# reading the data. Digits has 1,797 images, split by `load_digits`.
+SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+DIGITS_IMAGES = 1797
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ def load_digits(test_fraction: float, seed: int) -> Dataset:
     from sklearn.datasets import load_digits as sklearn_digits
     from sklearn.model_selection import train_test_split
 
+    split_sizes(DIGITS_IMAGES, 10, test_fraction)  # a one-line error where scikit-learn would raise
     bunch = sklearn_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(bunch.target, dtype=torch.int64)
@@ -72,6 +78,18 @@ def load_digits(test_fraction: float, seed: int) -> Dataset:
     )
     train_idx, test_idx = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
     return Dataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)
+
+
+def split_sizes(images: int, classes: int, test_fraction: float) -> tuple[int, int]:
+    """Train and test sizes of a stratified split of `images` by `test_fraction`, as scikit-learn
+    rounds them; an error when either side could not hold every class."""
+    test = math.ceil(test_fraction * images)
+    if not classes <= test <= images - classes:
+        raise RewindError(
+            f"a test fraction of {test_fraction:g} leaves {test} test and {images - test} training images; "
+            f"a stratified split of {classes} classes needs at least {classes} in each"
+        )
+    return images - test, test
 
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))

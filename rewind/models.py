@@ -36,6 +36,15 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
         return MODELS[name](tuple(input_shape), num_classes)
 
 
+def architecture(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model's structure without memory for its tensors (on the meta device): the names and
+    shapes of its parameters, in milliseconds even for VGG-16."""
+    if name not in MODELS:
+        raise RewindError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    with torch.device("meta"):
+        return MODELS[name](tuple(input_shape), num_classes)
+
+
 def prunable_names(model: nn.Module) -> list[str]:
     """Names of the weights that pruning may remove: conv and linear weights, in model order."""
     return [

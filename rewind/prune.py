@@ -29,13 +29,18 @@ Scope = Literal["global", "layer"]
 Granularity = Literal["weight", "filter"]
 
 
+def excluded(name: str, exclude: Iterable[str]) -> bool:
+    """Whether the parameter `name` matches one of the `exclude` globs (never pruned)."""
+    return any(fnmatch(name, pattern) for pattern in exclude)
+
+
 def full_masks(model: nn.Module, exclude: Iterable[str] = ()) -> Masks:
     """All-True masks for every prunable weight whose name matches none of the `exclude` globs."""
     patterns = list(exclude)
     return {
         name: torch.ones_like(model.get_parameter(name), dtype=torch.bool)
         for name in prunable_names(model)
-        if not any(fnmatch(name, pattern) for pattern in patterns)
+        if not excluded(name, patterns)
     }
 
 

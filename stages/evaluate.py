@@ -12,9 +12,11 @@ from pathlib import Path
 from rewind.data import Dataset
 from rewind.metrics import evaluate
 from rewind.stats import summarize
-from stages import layout
-from stages.common import device_for, load_dataset, load_masks, load_model, log, run_stage, write_json
-from stages.params import Params
+from stages.shared import layout
+from stages.shared.device import device_for
+from stages.shared.entry import log, run_stage
+from stages.shared.files import load_dataset, load_masks, load_model, write_json
+from stages.shared.params import Params
 
 
 def evaluate_all(params: Params, args: argparse.Namespace) -> None:
@@ -47,7 +49,8 @@ def evaluate_all(params: Params, args: argparse.Namespace) -> None:
 
 def measure(params: Params, data: Dataset, folder: Path, seed: int) -> dict:
     model = load_model(params, data, layout.model(folder, seed), data.x_test.device)
-    masks = load_masks(layout.mask(folder, seed), model)
+    exclude = None if folder == layout.DENSE else params.prune.exclude
+    masks = load_masks(layout.mask(folder, seed), model, exclude)
     return evaluate(model, masks, data.x_test, data.y_test).as_dict()
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from rewind.checkpoint import save_tensors
 from rewind.data import Dataset, load_cifar10, load_digits, load_mnist
-from stages import layout
-from stages.common import log, run_stage
-from stages.params import Params
+from stages.shared import layout
+from stages.shared.entry import log, run_stage
+from stages.shared.params import Params
 
 FOLDER_LOADERS = {"cifar10": load_cifar10, "mnist": load_mnist}
 
@@ -20,7 +20,7 @@ def load(params: Params) -> Dataset:
     """The dataset params.yaml names; a missing or malformed folder is a RewindError naming it."""
     if params.data.name == "digits":
         return load_digits(params.data.test_fraction, params.data.split_seed)
-    assert params.data.root is not None  # checked by stages.params
+    assert params.data.root is not None  # checked by stages.shared.params
     return FOLDER_LOADERS[params.data.name](Path(params.data.root))
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from rewind import RewindError
 from rewind.checkpoint import atomic_write_bytes
 from rewind.stats import Summary, beats, safe_sparsity, summarize, winner
-from stages import layout
-from stages.common import run_stage
-from stages.params import Params
+from stages.shared import layout
+from stages.shared.entry import run_stage
+from stages.shared.params import Params
 
 
 def read_json(path: Path) -> dict:

@@ -1,7 +1,7 @@
 """Stage `sweep@<strategy>`: accuracy after one-shot pruning to each sweep sparsity and retraining
 for each budget, for every seed (the paper's accuracy-vs-retraining-epochs curves).
 
-It reuses the prune and retrain stages' functions: the masks are pruned from the dense network
+It shares the prune and retrain stages' code: the masks are pruned from the dense network
 exactly as a one-shot `prune` stage would, then retrained exactly as `retrain` would. All budgets
 of a strategy run in one process, so the sweep costs one stage start per strategy, not one per point.
 """
@@ -10,14 +10,14 @@ import argparse
 import dataclasses
 import time
 
-from rewind.checkpoint import load_tensors
 from rewind.metrics import evaluate
-from stages import layout
-from stages.common import device_for, load_dataset, load_masks, log, run_stage, write_json, write_timing
-from stages.params import Params
-from stages.prune import next_masks
-from stages.resumable import finish
-from stages.retrain import retrain
+from stages.shared import layout
+from stages.shared.device import device_for
+from stages.shared.entry import labelled, log, run_stage
+from stages.shared.files import checked_weights, load_dataset, load_masks, new_model, write_json, write_timing
+from stages.shared.params import Params
+from stages.shared.resumable import finish
+from stages.shared.rounds import next_masks, retrain
 
 
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,19 +27,22 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
 def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     stage = f"sweep@{args.strategy}"
+    base = params.swept_strategy(args.strategy)
     data = load_dataset(device_for(params))
-    base = params.strategy(args.strategy)
+    architecture = new_model(params, data, seed=0)  # to check the dense files against
     strategies = {budget: dataclasses.replace(base, budget=budget) for budget in params.sweep.budgets}
     accuracies: dict[tuple[int, float], list[float]] = {}
     for sparsity in params.sweep.sparsities:
         for seed in params.seeds:
             dense_model, dense_mask = layout.model(layout.DENSE, seed), layout.mask(layout.DENSE, seed)
+            weights = checked_weights(architecture, dense_model)
             masks = next_masks(
-                params, args.strategy, load_tensors(dense_model)[0], load_masks(dense_mask), 1.0 - sparsity, seed
+                params, args.strategy, weights, load_masks(dense_mask, architecture), 1.0 - sparsity, seed
             )
             for budget, strategy in strategies.items():
-                key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
-                model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
+                with labelled(f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"):
+                    key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
+                    model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
                 accuracies.setdefault((budget, sparsity), []).append(
                     evaluate(model, masks, data.x_test, data.y_test).accuracy
                 )

@@ -1,71 +1,74 @@
 """Stage `train`: the dense network for every seed, with its weights saved after every epoch
-(the rewind points), its per-epoch curves logged with dvclive."""
+(the rewind points), its per-epoch curves logged with dvclive.
+
+Every seed trains first, its rewind points kept in the scratch folder as it goes; only then are
+the outputs written, the rewind points linked from scratch. A kill anywhere (in a seed, between
+seeds, among the writes) leaves scratch whole, and the rerun resumes and writes every output.
+"""
 
 import argparse
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from rewind.checkpoint import save_tensors
-from rewind.data import Dataset, random_crop_flip
-from rewind.prune import full_masks
-from rewind.train import SGD, EpochRecord
-from stages import layout
-from stages.common import (
-    device_for,
-    load_dataset,
-    log,
-    new_model,
-    place_for_training,
-    run_stage,
-    write_json,
-    write_timing,
-)
-from stages.params import Params
-from stages.resumable import fingerprint, finish, move_checkpoints, scratch_dir, train_resumably
+from rewind.data import Dataset
+from rewind.prune import Masks, full_masks
+from rewind.train import EpochRecord
+from stages.shared import layout
+from stages.shared.device import device_for
+from stages.shared.entry import labelled, log, run_stage
+from stages.shared.files import load_dataset, new_model, place_for_training, write_json, write_timing
+from stages.shared.params import Params
+from stages.shared.resumable import fingerprint_of, finish, publish, scratch_dir, train_resumably
+from stages.shared.training import batch_options, sgd, train_log
 
 STAGE = "train"
 
 
-def sgd(params: Params) -> SGD:
-    t = params.train
-    return SGD(t.batch_size, t.momentum, t.weight_decay, t.nesterov)
-
-
-def batch_options(params: Params) -> dict:
-    """What the loop does to every batch, for dense training and retraining alike: the
-    augmentation (CIFAR's crop and flip, when `train.augment`) and the forward precision."""
-    return {"augment": random_crop_flip if params.train.augment else None, "precision": params.train.precision}
+@dataclass(frozen=True)
+class DenseRun:
+    weights: dict[str, torch.Tensor]
+    masks: Masks
+    history: list[EpochRecord]
+    checkpoints: list[Path]  # in scratch, epoch 0 (the initialisation) … T
 
 
 def train_dense(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    device = device_for(params)
-    data = load_dataset(device)
-    compute = 0.0
+    data = load_dataset(device_for(params))
+    runs, compute_started = {}, time.perf_counter()
     for seed in params.seeds:
-        compute_started = time.perf_counter()
-        train_seed(params, data, seed)
-        compute += time.perf_counter() - compute_started
+        with labelled(f"dense seed {seed}"):
+            runs[seed] = train_seed(params, data, seed)
+    compute = time.perf_counter() - compute_started
+    for seed, run in runs.items():
+        publish(run.checkpoints, layout.checkpoint(seed, 0).parent)
+        save_tensors(layout.model(layout.DENSE, seed), run.weights)
+        save_tensors(layout.mask(layout.DENSE, seed), run.masks)
+        write_json(layout.history(layout.DENSE, seed), train_log(run.history))
+        log_curves(seed, run.history)
     write_timing(STAGE, compute, started)
     finish(STAGE)
 
 
-def train_seed(params: Params, data: Dataset, seed: int) -> None:
-    """Rewind points are written to the scratch folder as training goes (so a killed run resumes
-    with them) and moved into the declared output folder once all epochs are done."""
+def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
+    """One seed's dense run, resumed from scratch if an earlier one was killed."""
     device = data.x_train.device
     model = place_for_training(new_model(params, data, seed), params, device)
     masks = full_masks(model)
-    key = f"{STAGE}/seed-{seed}"
-    pending = scratch_dir(key) / "checkpoints"
+    run = f"{STAGE}/seed-{seed}"
+    checkpoints = [scratch_dir(run) / layout.checkpoint(seed, epoch).name for epoch in range(params.train.epochs + 1)]
 
     def keep(epoch: int, trained: nn.Module) -> None:
-        save_tensors(pending / layout.checkpoint(seed, epoch).name, trained.state_dict())
+        save_tensors(checkpoints[epoch], trained.state_dict())
 
     history = train_resumably(
-        key,
-        fingerprint(params, [layout.DATASET], seed),
+        run,
+        fingerprint_of(params, [layout.DATASET], seed),
         model,
         data,
         params.train.schedule().rates(0, params.train.epochs),
@@ -76,17 +79,8 @@ def train_seed(params: Params, data: Dataset, seed: int) -> None:
         on_fresh_start=lambda untrained: keep(0, untrained),
         **batch_options(params),
     )
-    move_checkpoints(pending, layout.checkpoint(seed, 0).parent)
-    save_tensors(layout.model(layout.DENSE, seed), model.state_dict())
-    save_tensors(layout.mask(layout.DENSE, seed), masks)
-    write_json(layout.history(layout.DENSE, seed), train_log(history))
-    log_curves(seed, history)
     log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
-
-
-def train_log(history: list[EpochRecord]) -> dict:
-    """Per-epoch rate, loss and accuracy: deterministic, so identical reruns give identical files."""
-    return {"epochs": [{k: v for k, v in vars(record).items() if k != "seconds"} for record in history]}
+    return DenseRun(model.state_dict(), masks, history, checkpoints)
 
 
 def log_curves(seed: int, history: list[EpochRecord]) -> None:

@@ -9,9 +9,9 @@ same text every time, so rerunning it never invalidates anything downstream.
 import argparse
 
 from rewind.checkpoint import atomic_write_bytes
-from stages import layout
-from stages.common import run_stage
-from stages.params import Params
+from stages.shared import layout
+from stages.shared.entry import run_stage
+from stages.shared.params import Params
 
 
 def validate(params: Params, args: argparse.Namespace) -> None:

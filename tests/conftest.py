@@ -37,7 +37,7 @@ def tiny_params(**overrides) -> dict:
 
 def params_with(tmp_path: Path, **train):
     """tiny_params with these `train` keys changed, written under `tmp_path` and validated as a stage would."""
-    from stages.params import load_params
+    from stages.shared.params import load_params
 
     raw = tiny_params()
     raw["train"].update(train)

@@ -91,8 +91,8 @@ def test_every_written_file_is_a_declared_output(project):
     stray = []
     for line in status.splitlines():
         file = line[3:]
-        if "__pycache__" in file or file.startswith(".dvc/"):
-            continue
+        if "__pycache__" in file or file.startswith((".dvc/", ".rewind/")):
+            continue  # DVC's own files; rewind's bookkeeping (scratch progress, locks, timings)
         if not any(file == d or file.startswith(d.rstrip("/") + "/") for d in declared):
             stray.append(file)
     assert stray == []
@@ -168,9 +168,11 @@ def test_clean_clone_reproduces_every_stage_bit_identically(project, tmp_path):
     run(["git", "clone", "-q", str(path), str(clone)], tmp_path)
     output = dvc("repro", cwd=clone).stdout
     # validate, evaluate and report write git-tracked files: once the stages before them have
-    # reproduced identical outputs, DVC rightly finds them up to date.
+    # reproduced identical outputs, DVC rightly finds them up to date. A stage whose outputs the
+    # clone already computed under another name (lrr replays ft's rates in this tiny config, wr
+    # and ft prune round 0 alike) is restored from DVC's content-addressed cache.
     assert reproduced(output) >= ALL_STAGES - {"validate", "evaluate", "report"}
-    assert "train" in ran(output) and "retrain@lrr-round1" in ran(output)
+    assert {"train", "retrain@wr-round1"} <= ran(output)
     committed = run(["git", "show", "main:results/metrics.json"], path).stdout
     assert (clone / "results/metrics.json").read_text() == committed
     committed_lock = run(["git", "show", "main:dvc.lock"], path).stdout

@@ -10,7 +10,7 @@ import yaml
 from rewind.checkpoint import load_tensors
 from rewind.models import build_model, prunable_names
 from rewind.prune import full_masks
-from stages.params import ParamsError, load_params
+from stages.shared.params import ParamsError, load_params
 from tests.conftest import ROOT, dvc, make_project, tiny_params
 from tests.rewind.test_data import write_cifar
 

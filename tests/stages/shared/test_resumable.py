@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.resumable import PROGRESS, scratch_dir
+from stages.shared.resumable import PROGRESS, scratch_dir
 from tests.conftest import dvc, make_project, project_env, run, tiny_params
 
 EPOCHS = 120

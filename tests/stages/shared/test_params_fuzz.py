@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.params import ParamsError, load_params
+from stages.shared.params import ParamsError, load_params
 from tests.conftest import ROOT
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -4,8 +4,8 @@ import torch
 
 from rewind.data import random_crop_flip
 from rewind.models import build_model
-from stages.common import place_for_training
-from stages.train import batch_options
+from stages.shared.files import place_for_training
+from stages.shared.training import batch_options
 from tests.conftest import params_with
 
 

@@ -1,9 +1,9 @@
-"""stages.common: what every computing stage sets up before its maths."""
+"""stages.shared.device: what every computing stage sets up before its maths."""
 
 import pytest
 import torch
 
-from stages.common import device_for
+from stages.shared.device import device_for
 from tests.conftest import params_with
 
 

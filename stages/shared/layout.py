@@ -14,7 +14,7 @@ RUNS = Path("runs")
 DENSE = RUNS / "dense"
 CHECKPOINTS = DENSE / "checkpoints"
 LIVE = DENSE / "live"
-TIMINGS = Path("timings")
+TIMINGS = Path(".rewind/timings")
 METRICS = Path("results/metrics.json")
 EVALUATIONS = Path("results/evaluations.json")
 SWEEP = Path("results/sweep")
@@ -46,8 +46,8 @@ def checkpoint(seed: int, epoch: int) -> Path:
 
 
 def timing(stage: str) -> Path:
-    """Where a stage records its wall and compute seconds: apart from its results, so a rerun
-    that reproduces the same weights leaves everything downstream up to date."""
+    """Where a stage records its wall and compute seconds for the benchmark: not a DVC output,
+    since seconds differ on every run and would make dvc.lock change with each one."""
     return TIMINGS / f"{stage}.json"
 
 

@@ -6,6 +6,7 @@ becomes one ParamsError line that names the key: `params.yaml: strategies.ft.bud
 """
 
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,16 +14,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rewind import RewindError
-from rewind.models import MODELS
+from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes
+from rewind.models import MODELS, architecture, prunable_names
+from rewind.prune import excluded
 from rewind.schedule import StepSchedule
 from rewind.strategies import Strategy
 
 PARAMS_FILE = Path("params.yaml")
 DENSE_PREV = "../dense"
 STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-DATASETS = ("digits", "cifar10", "mnist")
+RESERVED_NAMES = ("dense",)  # runs/dense and the metrics' "dense" key belong to the dense network
+DATASETS = tuple(SHAPES)
 FOLDER_DATASETS = ("cifar10", "mnist")  # read from data.root in their published formats
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy and scikit-learn accept as a seed
 
 
 class ParamsError(RewindError):
@@ -35,7 +40,7 @@ class Strict(BaseModel):
 
 class DataParams(Strict):
     name: str
-    split_seed: Annotated[int, Field(ge=0)]
+    split_seed: Seed
     test_fraction: Fraction
     root: str | None  # the folder of a published dataset's files; null for digits
 
@@ -86,9 +91,9 @@ class StrategyParams(Strict):
 class SweepParams(Strict):
     """Accuracy against retraining budget, after one-shot pruning of the dense network."""
 
-    strategies: list[str]
-    sparsities: list[Fraction]
-    budgets: list[Annotated[int, Field(ge=0)]]
+    strategies: Annotated[list[str], Field(min_length=1)]
+    sparsities: Annotated[list[Fraction], Field(min_length=1)]
+    budgets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
 class RoundParams(Strict):
@@ -97,7 +102,7 @@ class RoundParams(Strict):
 
 
 class Params(Strict):
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -107,9 +112,21 @@ class Params(Strict):
     rounds: list[RoundParams]
     sweep: SweepParams
 
-    def strategy(self, name: str) -> Strategy:
-        if name not in self.compare and name not in self.sweep.strategies:
+    def compared_strategy(self, name: str) -> Strategy:
+        """A strategy of `compare`, the ones with prune and retrain stages."""
+        if name not in self.compare:
             raise ParamsError(f"params.yaml: compare: strategy {name!r} is not compared; compared: {self.compare}")
+        return self._strategy(name)
+
+    def swept_strategy(self, name: str) -> Strategy:
+        """A strategy of `sweep.strategies`, the ones with a sweep stage."""
+        if name not in self.sweep.strategies:
+            raise ParamsError(
+                f"params.yaml: sweep.strategies: strategy {name!r} is not swept; swept: {self.sweep.strategies}"
+            )
+        return self._strategy(name)
+
+    def _strategy(self, name: str) -> Strategy:
         spec = self.strategies[name]
         return Strategy(name, spec.weights, spec.rates, spec.budget)
 
@@ -123,23 +140,49 @@ class Params(Strict):
         return self.rounds[index]
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml; raise ParamsError with one line naming the key."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> object:
+    """The YAML document at `path`; a ParamsError naming the file for anything unreadable."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        return yaml.load(Path(path).read_bytes().decode("utf-8"), Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a folder, not a file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(err, "problem", None) or err).split())
         raise ParamsError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; raise ParamsError with one line naming the key."""
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(f"{path}: {_describe(err)}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: nested too deeply") from None
     problems = consistency_problems(params)
     if problems:
         raise ParamsError(f"{path}: " + "; ".join(problems))
@@ -185,9 +228,16 @@ def consistency_problems(params: Params) -> list[str]:
         problems.append("train.milestones: must be strictly increasing")
     if params.train.warmup_epochs >= epochs:
         problems.append(f"train.warmup_epochs: {params.train.warmup_epochs} must be below train.epochs ({epochs})")
+    if params.data.name == "digits":
+        try:
+            split_sizes(DIGITS_IMAGES, SHAPES["digits"][1], params.data.test_fraction)
+        except RewindError as err:
+            problems.append(f"data.test_fraction: {err}")
     for name, spec in params.strategies.items():
         if not STRATEGY_NAME.match(name):
             problems.append(f"strategies.{name}: a name is lowercase letters, digits and _, starting with a letter")
+        elif name in RESERVED_NAMES:
+            problems.append(f"strategies.{name}: the name is taken by the dense network; choose another")
         if spec.budget > epochs:
             problems.append(f"strategies.{name}.budget: {spec.budget} is larger than train.epochs ({epochs})")
     if not params.compare:
@@ -210,6 +260,23 @@ def consistency_problems(params: Params) -> list[str]:
     if len(set(params.sweep.budgets)) != len(params.sweep.budgets):
         problems.append("sweep.budgets: a budget is listed twice")
     problems += _round_problems(params)
+    problems += _exclude_problems(params)
+    return problems
+
+
+def _exclude_problems(params: Params) -> list[str]:
+    """Every prune.exclude glob must match a prunable weight of the model (a typo would otherwise
+    exclude nothing, silently), and some weight must be left to prune."""
+    if params.model.name not in MODELS or params.data.name not in SHAPES:
+        return []  # reported above
+    names = prunable_names(architecture(params.model.name, *SHAPES[params.data.name]))
+    problems = [
+        f"prune.exclude: {glob!r} matches no prunable weight; they are {names}"
+        for glob in params.prune.exclude
+        if not any(excluded(name, [glob]) for name in names)
+    ]
+    if all(excluded(name, params.prune.exclude) for name in names):
+        problems.append(f"prune.exclude: excludes every prunable weight ({names}); nothing is left to prune")
     return problems
 
 

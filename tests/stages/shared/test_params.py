@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from stages.params import ParamsError, load_params
+from stages.shared.params import ParamsError, load_params
 from tests.conftest import tiny_params
 
 

@@ -2,15 +2,22 @@
 
 DVC deletes a stage's declared outputs before it runs the stage, so the stage cannot resume
 from them. Instead, after every epoch a training stage writes its weights, momentum and history
-to `.rewind/scratch/<stage>/progress.safetensors` (atomically, with a content hash). A rerun
-resumes from there only if the file verifies and its fingerprint, a hash of all params and of
-the stage's input files, matches the current run; otherwise it starts afresh. Because each
-epoch is a pure function of (weights, momentum, epoch), the resumed result is bit-identical to
-an uninterrupted run. On success the scratch folder is removed.
+to `.rewind/scratch/<run>/progress.safetensors` (atomically, with a content hash), and the dense
+run its rewind points beside it. A rerun resumes from there only if the file verifies and its
+fingerprint, a hash of all params and of the stage's input files, matches the current run;
+otherwise it starts afresh. Because each epoch is a pure function of (weights, momentum, epoch),
+the resumed result is bit-identical to an uninterrupted run.
+
+Scratch is the only copy until the stage has written every declared output: rewind points are
+copied (hard-linked) into the output folder, never moved, and the whole scratch folder of a stage
+is removed only at its end (`finish`). A kill at any point, a seed in the middle or the output
+writes at the end, therefore leaves everything a rerun needs.
 """
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -24,18 +31,20 @@ from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
 from rewind.train import SGD, Augment, EpochRecord, Precision, Resume, train
-from stages.common import log
-from stages.params import Params
+from stages.shared.params import Params
+
+log = logging.getLogger("rewind")
 
 SCRATCH = Path(".rewind/scratch")
 PROGRESS = "progress.safetensors"
 
 
-def scratch_dir(stage: str) -> Path:
-    return SCRATCH / stage.replace("@", "-")
+def scratch_dir(run: str) -> Path:
+    """The scratch folder of a training run, e.g. `train/seed-0` or `retrain@lrr-round1/seed-0`."""
+    return SCRATCH / run.replace("@", "-")
 
 
-def fingerprint(params: Params, inputs: Sequence[Path], seed: int) -> str:
+def fingerprint_of(params: Params, inputs: Sequence[Path], seed: int) -> str:
     """What a run's result depends on: every param, the seed and the bytes of every input file."""
     digest = hashlib.sha256(f"{params.model_dump_json()}|seed={seed}".encode())
     for path in inputs:
@@ -45,8 +54,8 @@ def fingerprint(params: Params, inputs: Sequence[Path], seed: int) -> str:
 
 
 def train_resumably(
-    stage: str,
-    key: str,
+    scratch: str,
+    fingerprint: str,
     model: nn.Module,
     data: Dataset,
     rates: Sequence[float],
@@ -59,15 +68,15 @@ def train_resumably(
     augment: Augment | None = None,
     precision: Precision = "fp32",
 ) -> list[EpochRecord]:
-    """rewind.train.train, resumed from and recorded to the stage's scratch progress file.
+    """rewind.train.train, resumed from and recorded to the progress file of `scratch_dir(scratch)`
+    when it verifies and carries `fingerprint` (see `fingerprint_of`).
 
-    Starting afresh empties the scratch folder first, so nothing of another run (another
-    seed's rewind points, say) can leak into this one; `on_fresh_start` then sees the untrained
-    model."""
-    folder = scratch_dir(stage)
+    Starting afresh empties that folder first, so nothing of another run (rewind points of other
+    params, say) can leak into this one; `on_fresh_start` then sees the untrained model."""
+    folder = scratch_dir(scratch)
     history: list[EpochRecord] = []
     resume = None
-    progress = _load_progress(folder / PROGRESS, key)
+    progress = _load_progress(folder / PROGRESS, fingerprint)
     if progress is None:
         shutil.rmtree(folder, ignore_errors=True)
         if on_fresh_start is not None:
@@ -76,13 +85,13 @@ def train_resumably(
         weights, momentum, history = progress
         model.load_state_dict({name: w.to(next(model.parameters()).device) for name, w in weights.items()})
         resume = Resume(len(history), momentum)
-        log.info("%s: resuming after epoch %d of %d from %s", stage, len(history), len(rates), folder / PROGRESS)
+        log.info("%s: resuming after epoch %d of %d from %s", scratch, len(history), len(rates), folder / PROGRESS)
 
     def record(epoch: EpochRecord, trained: nn.Module, optimizer: MaskedSGD) -> None:
         history.append(epoch)
         if on_epoch is not None:
             on_epoch(epoch, trained)
-        _save_progress(folder / PROGRESS, key, trained, optimizer, history)
+        _save_progress(folder / PROGRESS, fingerprint, trained, optimizer, history)
 
     train(
         model,
@@ -101,18 +110,20 @@ def train_resumably(
 
 
 def finish(stage: str) -> None:
-    """The stage's outputs are written: its progress is no longer needed."""
+    """The stage's outputs are all written: the progress of its runs is no longer needed."""
     shutil.rmtree(scratch_dir(stage), ignore_errors=True)
 
 
-def _save_progress(path: Path, key: str, model: nn.Module, optimizer: MaskedSGD, history: list[EpochRecord]) -> None:
+def _save_progress(
+    path: Path, fingerprint: str, model: nn.Module, optimizer: MaskedSGD, history: list[EpochRecord]
+) -> None:
     tensors = {f"model/{name}": t for name, t in model.state_dict().items()}
     tensors |= {f"momentum/{name}": t for name, t in optimizer.state_dict().items()}
-    meta = {"fingerprint": key, "history": json.dumps([asdict(r) for r in history])}
+    meta = {"fingerprint": fingerprint, "history": json.dumps([asdict(r) for r in history])}
     save_tensors(path, tensors, meta)
 
 
-def _load_progress(path: Path, key: str) -> tuple[dict, dict, list[EpochRecord]] | None:
+def _load_progress(path: Path, fingerprint: str) -> tuple[dict, dict, list[EpochRecord]] | None:
     """The saved progress if it verifies and belongs to this exact run; None (logged) otherwise."""
     if not path.exists():
         return None
@@ -122,7 +133,7 @@ def _load_progress(path: Path, key: str) -> tuple[dict, dict, list[EpochRecord]]
     except (RewindError, KeyError, TypeError, ValueError) as err:
         log.warning("ignoring unusable progress file (%s); starting afresh", err)
         return None
-    if meta.get("fingerprint") != key:
+    if meta.get("fingerprint") != fingerprint:
         log.info("%s belongs to other params or inputs; starting afresh", path)
         return None
     weights = {n.removeprefix("model/"): t for n, t in tensors.items() if n.startswith("model/")}
@@ -130,8 +141,17 @@ def _load_progress(path: Path, key: str) -> tuple[dict, dict, list[EpochRecord]]
     return weights, momentum, history
 
 
-def move_checkpoints(source: Path, target: Path) -> None:
-    """Move finished rewind points from scratch into the declared output folder."""
+def publish(files: Sequence[Path], target: Path) -> None:
+    """Put `files` (kept in scratch) into the output folder `target`: hard links where the file
+    system allows, copies elsewhere. Scratch keeps its own until `finish`. A missing file is an
+    error naming it: a stage never ends with fewer outputs than it declares."""
     target.mkdir(parents=True, exist_ok=True)
-    for file in sorted(source.glob("epoch-*.safetensors")):
-        file.replace(target / file.name)
+    for file in files:
+        if not file.is_file():
+            raise RewindError(f"{file}: missing from the saved progress; delete {SCRATCH} and run the stage again")
+        destination = target / file.name
+        destination.unlink(missing_ok=True)
+        try:
+            os.link(file, destination)
+        except OSError:
+            shutil.copyfile(file, destination)

@@ -1,0 +1,81 @@
+"""What a pruning round does, shared by the `prune`, `retrain` and `sweep` stages: the next masks
+from params, and one seed's retraining as a strategy says."""
+
+from pathlib import Path
+
+from torch import nn
+
+from rewind.data import Dataset
+from rewind.prune import Masks, excluded, fraction_for_density, prune, scores
+from rewind.strategies import Strategy, resolve, start_state
+from rewind.train import EpochRecord
+from stages.shared import layout
+from stages.shared.files import checked_weights, new_model, place_for_training
+from stages.shared.params import Params
+from stages.shared.resumable import fingerprint_of, train_resumably
+from stages.shared.training import batch_options, sgd
+
+
+def next_masks(
+    params: Params, strategy: str, weights: dict, masks: Masks, target_density: float | None, seed: int
+) -> Masks:
+    """Prune the surviving, non-excluded weights: by prune.fraction (iterative) or down to
+    `target_density` (one-shot), with the strategy's pruning method."""
+    p = params.prune
+    masks = {name: m for name, m in masks.items() if not excluded(name, p.exclude)}
+    fraction = p.fraction if target_density is None else fraction_for_density(masks, target_density)
+    scored = scores(weights, masks, params.pruning_method(strategy), seed, p.granularity)
+    return prune(scored, masks, fraction, p.scope, p.granularity)
+
+
+def reinit_seed(seed: int, round_id: int) -> int:
+    """A fresh initialisation per round, different from the dense run's (which used `seed`)."""
+    return seed * 1000 + 1 + round_id
+
+
+def retrain(
+    params: Params,
+    data: Dataset,
+    strategy: Strategy,
+    final: Path,
+    masks: Masks,
+    mask_inputs: list[Path],
+    seed: int,
+    round_id: int,
+    scratch: str,
+) -> tuple[nn.Module, list[EpochRecord]]:
+    """One seed's retraining: start weights and rates from the strategy, resumable if killed.
+
+    `final` holds the weights of the point the round starts from; the dense rewind points and a
+    fresh initialisation are the other possible sources. `masks` are checked already (see
+    `files.load_masks`); `mask_inputs` are the files they were made from, for the fingerprint
+    that decides whether saved progress may be resumed.
+    """
+    plan = resolve(strategy, params.train.schedule(), params.train.epochs)
+    model = new_model(params, data, seed)
+    state = start_state(
+        plan,
+        final=lambda: checked_weights(model, final),
+        rewind_point=lambda epoch: checked_weights(model, layout.checkpoint(seed, epoch)),
+        fresh=lambda: new_model(params, data, reinit_seed(seed, round_id)).state_dict(),
+    )
+    model.load_state_dict(state)
+    device = data.x_train.device
+    place_for_training(model, params, device)
+    masks = {name: m.to(device) for name, m in masks.items()}
+    inputs = [layout.DATASET, *mask_inputs, final]
+    if plan.rewind_epoch is not None:
+        inputs.append(layout.checkpoint(seed, plan.rewind_epoch))
+    history = train_resumably(
+        scratch,
+        fingerprint_of(params, inputs, seed),
+        model,
+        data,
+        plan.rates,
+        masks,
+        sgd(params),
+        seed,
+        plan.labels,
+        **batch_options(params),
+    )
+    return model, history
