@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from pipeline import PipelineError
-from pipeline.options import RunOptions, read_params, resolve_changes
+from pipeline.options import RunOptions, resolve_run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
@@ -40,10 +40,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check the options, run the flow; a problem is one `error:` line and exit status 2 (1 if a stage failed)."""
+    """Check the options, run the flow; a problem is one `error:` line and exit status 2 (1 if a stage failed).
+
+    Options and overrides are checked (as the stages check params.yaml) before Prefect is imported,
+    so a typo costs no server start and prints no Prefect log or traceback.
+    """
     try:
         options, project = parse_args(argv)
-        resolve_changes(options, read_params(project))  # fail fast, before starting Prefect
+        resolve_run(options, project)
+        _start_prefect()
     except (PipelineError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -60,7 +65,33 @@ def _override(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise PipelineError(f"--set {item!r}: expected KEY=VALUE")
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:  # e.g. an unclosed `[`: YAML's own problem, without its multi-line excerpt
+        raise PipelineError(f"--set {item!r}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
+
+
+def _start_prefect() -> None:
+    """Start the temporary Prefect server the flow would start, so that failing to start is one line.
+
+    Started by the flow, a server that misses its startup timeout (a busy machine; see prefect.toml)
+    is a traceback; the flow finds this one running instead. None is needed when PREFECT_API_URL
+    names a server, and none is started when the temporary server is turned off.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return
+    try:
+        SubprocessASGIServer().start()
+    except RuntimeError as err:
+        raise PipelineError(
+            f"Prefect: the temporary server did not start ({str(err).rstrip('.')}); raise "
+            f"server.ephemeral.startup_timeout_seconds in prefect.toml (now "
+            f"{settings.server.ephemeral.startup_timeout_seconds} s) or set PREFECT_API_URL to a running server"
+        ) from None
 
 
 if __name__ == "__main__":

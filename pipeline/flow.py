@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from pipeline import PipelineError
 from pipeline.dag import Graph, read_graph, stale_stages, topological_order
-from pipeline.options import RunOptions, apply_changes, check_params, read_params, resolve_changes, stages_at_once
+from pipeline.options import RunOptions, resolve_run, stages_at_once
 from pipeline.results import publish
 from pipeline.tasks import StageRun, not_run, parallel_stage_env, run_stage
 from pipeline.warm_dvc import WarmDvc, warm_dvc
@@ -46,11 +46,7 @@ class RunSummary(BaseModel):
 def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary:  # noqa: B008 (Prefect reads defaults)
     """Run the comparison as `dvc repro` would, with parallel branches; see the module docstring."""
     root = Path(project).resolve()
-    params = read_params(root)
-    changes = resolve_changes(options, params)
-    effective = apply_changes(params, changes)
-    if changes:
-        check_params(effective)
+    changes, effective = resolve_run(options, root)
     with _workspace(root, changes, options.experiment) as recorder:
         at_once = stages_at_once(options, effective)
         with warm_dvc(root, parallel_stage_env()) as dvc:

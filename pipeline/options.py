@@ -110,6 +110,21 @@ def resolve_changes(options: RunOptions, params: dict[str, Any]) -> dict[str, An
     return changes
 
 
+def resolve_run(options: RunOptions, project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """This run's changes to params.yaml and the params they give, checked as the stages check them.
+
+    The one place a run's options meet params.yaml: `python -m pipeline` calls it before Prefect
+    starts, so a bad override costs no server; the flow calls it again, for runs a deployment starts.
+    Raises PipelineError, one line naming the key.
+    """
+    params = read_params(project)
+    changes = resolve_changes(options, params)
+    effective = apply_changes(params, changes)
+    if changes:
+        check_params(effective)
+    return changes, effective
+
+
 def apply_changes(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """A copy of `params` with `changes` (from resolve_changes) applied."""
     merged = copy.deepcopy(params)
@@ -120,15 +135,15 @@ def apply_changes(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """Validate merged params with the stages' own rules (stages.params), before writing anything."""
-    from stages.shared.params import load_params  # the one definition of valid params; imports torch, so late
+    """Validate merged params with the stages' own rules (stages.shared.params), before writing anything."""
+    from stages.shared.params import ParamsError, load_params  # the one definition of valid params; imports torch
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PARAMS_FILE
         path.write_text(yaml.safe_dump(params, sort_keys=False))
         try:
             load_params(path)
-        except Exception as err:  # ParamsError, a RewindError: one line naming the key
+        except ParamsError as err:  # one line naming the key
             raise PipelineError(f"overrides: {str(err).replace(str(path), PARAMS_FILE)}") from None
 
 

@@ -9,6 +9,7 @@ over the target, so a crash never leaves a half-written file where a good one wa
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -36,14 +37,20 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write `payload` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise RewindError(f"{path}: cannot write: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota, a folder where the file should go
+        Path(tmp).unlink(missing_ok=True)
+        raise RewindError(f"{path}: cannot write: {err.strerror or err}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -63,13 +70,24 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     atomic_write_bytes(Path(path), st_save(cpu, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)}))
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of the regular file at `path` (symlinks followed), or a RewindError naming it:
+    missing, unreadable, or not a regular file (a FIFO would block the read, a folder fail it)."""
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise RewindError(f"{path}: not a regular file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RewindError(f"{path}: file not found") from None
+    except OSError as err:
+        raise RewindError(f"{path}: cannot read: {err.strerror or err}") from None
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load and verify a file written by `save_tensors`; refuse anything else with its name."""
     path = Path(path)
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        raise RewindError(f"{path}: file not found") from None
+    payload = read_file(path)
     try:
         # safetensors hands tensors back in an order that changes from process to process;
         # anything that iterates them (random draws, concatenation) needs one canonical order.

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rewind import RewindError
-from rewind.checkpoint import atomic_write_bytes
+from rewind.checkpoint import atomic_write_bytes, read_file
 from rewind.stats import Summary, beats, safe_sparsity, summarize, winner
 from stages.shared import layout
 from stages.shared.entry import run_stage
@@ -14,12 +14,12 @@ from stages.shared.params import Params
 
 
 def read_json(path: Path) -> dict:
+    if not Path(path).exists():
+        raise RewindError(f"{path}: file not found; run the stage that writes it first")
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RewindError(f"{path}: file not found; run the stage that writes it first") from None
-    except json.JSONDecodeError as err:
-        raise RewindError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        return json.loads(read_file(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RewindError(f"{path}: not valid JSON ({err})") from None
 
 
 def accuracy_summaries(params: Params, evaluations: dict) -> tuple[Summary, dict[str, dict[int, Summary]]]:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rewind import RewindError
+from rewind.checkpoint import read_file
 from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes
 from rewind.models import MODELS, architecture, prunable_names
 from rewind.prune import excluded
@@ -28,6 +29,7 @@ DATASETS = tuple(SHAPES)
 FOLDER_DATASETS = ("cifar10", "mnist")  # read from data.root in their published formats
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy and scikit-learn accept as a seed
+FLOAT32_MAX = 3.4028234663852886e38  # a rate or decay beyond it cannot multiply float32 weights
 
 
 class ParamsError(RewindError):
@@ -35,7 +37,8 @@ class ParamsError(RewindError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # No NaN or infinity anywhere: they would only surface as a crash deep in a stage.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DataParams(Strict):
@@ -52,9 +55,9 @@ class ModelParams(Strict):
 class TrainParams(Strict):
     epochs: Annotated[int, Field(ge=1)]
     batch_size: Annotated[int, Field(ge=1)]
-    lr: Annotated[float, Field(gt=0.0)]
+    lr: Annotated[float, Field(gt=0.0, le=FLOAT32_MAX)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
-    weight_decay: Annotated[float, Field(ge=0.0)]
+    weight_decay: Annotated[float, Field(ge=0.0, le=FLOAT32_MAX)]
     nesterov: bool
     milestones: list[Annotated[int, Field(ge=1)]]
     gamma: Annotated[float, Field(gt=0.0, le=1.0)]
@@ -156,11 +159,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: Path) -> object:
     """The YAML document at `path`; a ParamsError naming the file for anything unreadable."""
     try:
-        return yaml.load(Path(path).read_bytes().decode("utf-8"), Loader=UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ParamsError(f"{path}: is a folder, not a file") from None
+        return yaml.load(read_file(path).decode("utf-8"), Loader=UniqueKeyLoader)  # a SafeLoader
+    except RewindError as err:  # missing, unreadable, not a regular file
+        raise ParamsError(str(err)) from None
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except RecursionError:
@@ -189,6 +190,9 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     return params
 
 
+BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
 def _describe(err: ValidationError) -> str:
     """All of pydantic's complaints on one line, each as `dotted.key: message`."""
     parts = []
@@ -199,6 +203,10 @@ def _describe(err: ValidationError) -> str:
             message = "unknown key (a typo?)"
         elif item["type"] == "missing":
             message = "missing key"
+        elif item["type"] in BOUNDS:
+            (limit,) = item["ctx"].values()
+            shown = f"{limit:g}" if isinstance(limit, float) else limit
+            message = f"must be {BOUNDS[item['type']]} {shown} (got {item['input']!r})"
         else:
             message = f"{message} (got {item['input']!r})"
         parts.append(f"{key}: {message}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from torch import nn
 
 from rewind import RewindError
-from rewind.checkpoint import load_tensors, save_tensors
+from rewind.checkpoint import load_tensors, read_file, save_tensors
 from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
@@ -49,7 +49,7 @@ def fingerprint_of(params: Params, inputs: Sequence[Path], seed: int) -> str:
     digest = hashlib.sha256(f"{params.model_dump_json()}|seed={seed}".encode())
     for path in inputs:
         digest.update(str(path).encode())
-        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+        digest.update(hashlib.sha256(read_file(path)).digest())
     return digest.hexdigest()
 
 

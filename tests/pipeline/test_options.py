@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline import PipelineError
-from pipeline.options import RunOptions, apply_changes, resolve_changes, stages_at_once, write_changes
+from pipeline.options import RunOptions, apply_changes, resolve_changes, resolve_run, stages_at_once, write_changes
 from tests.conftest import ROOT, project_env, tiny_params
 
 
@@ -51,6 +51,15 @@ def test_bad_options_are_one_line_naming_the_key(params, options, message):
     with pytest.raises(PipelineError) as caught:
         resolve_changes(RunOptions(**options), params)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_resolve_run_checks_the_merged_params_as_the_stages_do(tmp_path, params):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changes, effective = resolve_run(RunOptions(overrides={"train.lr": 0.05}), tmp_path)
+    assert changes == {"train.lr": 0.05} and effective == apply_changes(params, changes)
+    with pytest.raises(PipelineError) as caught:
+        resolve_run(RunOptions(overrides={"train.lr": -1}), tmp_path)
+    assert str(caught.value).startswith("overrides: params.yaml: train.lr: ") and "\n" not in str(caught.value)
 
 
 def test_options_model_refuses_unknown_fields_and_bad_values():

@@ -38,10 +38,10 @@ def test_the_shipped_params_validate():
         ),
         (
             lambda p: p["strategies"]["ft"].update(budget=-1),
-            "strategies.ft.budget: Input should be greater than or equal to 0",
+            "strategies.ft.budget: must be >= 0",
         ),
-        (lambda p: p["prune"].update(fraction=1.5), "prune.fraction: Input should be less than 1"),
-        (lambda p: p["prune"].update(fraction=0), "prune.fraction: Input should be greater than 0"),
+        (lambda p: p["prune"].update(fraction=1.5), "prune.fraction: must be < 1"),
+        (lambda p: p["prune"].update(fraction=0), "prune.fraction: must be > 0"),
         (lambda p: p["rounds"][2].update(prev="round-0"), "rounds.2.prev: is 'round-0', expected 'round-1'"),
         (lambda p: p["rounds"][3].update(id=7), "rounds.3.id: is 7, expected 3"),
         (lambda p: p["model"].update(name="resnet9000"), "model.name: unknown model 'resnet9000'"),
@@ -50,7 +50,7 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=[0.1]), "train.lr: Input should be a valid number"),
         (lambda p: p["train"].update(milestones=[20, 50]), "train.milestones: 50 is not below train.epochs"),
         (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate: unknown key"),
-        (lambda p: p["train"].update(threads=0), "train.threads: Input should be greater than or equal to 1"),
+        (lambda p: p["train"].update(threads=0), "train.threads: must be >= 1"),
         (lambda p: p["train"].pop("threads"), "train.threads: missing key"),
         (lambda p: p.pop("seeds"), "seeds: missing key"),
         (lambda p: p.update(seeds=[0, 0]), "seeds: a seed is listed twice"),
@@ -65,6 +65,18 @@ def test_the_shipped_params_validate():
             "prune.sparsities: 2 targets for 6 rounds",
         ),
         (lambda p: p["prune"].update(method="l2"), "prune.method: Input should be 'magnitude' or 'random'"),
+        # accepted once, then crashing a stage with a traceback:
+        (lambda p: p["data"].update(split_seed=2**32), "data.split_seed: must be <= 4294967295"),
+        (lambda p: p.update(seeds=[2**64]), "seeds.0: must be <= 4294967295"),
+        (lambda p: p["data"].update(test_fraction=0.001), "data.test_fraction: a test fraction of 0.001 leaves 2 test"),
+        (lambda p: p["data"].update(test_fraction=0.999), "data.test_fraction: a test fraction of 0.999 leaves 1796"),
+        (lambda p: p["prune"].update(exclude=["*"]), "prune.exclude: excludes every prunable weight"),
+        (lambda p: p["prune"].update(exclude=["1.weigth"]), "prune.exclude: '1.weigth' matches no prunable weight"),
+        (lambda p: p["strategies"].update(dense=p["strategies"]["ft"]), "strategies.dense: the name is taken"),
+        (lambda p: p["sweep"].update(sparsities=[]), "sweep.sparsities: List should have at least 1 item"),
+        (lambda p: p["train"].update(lr=1e308), "train.lr: must be <= 3.40282e+38"),
+        (lambda p: p["train"].update(lr=float("inf")), "train.lr: Input should be a finite number"),
+        (lambda p: p["train"].update(momentum=float("nan")), "train.momentum: Input should be a finite number"),
     ],
 )
 def test_bad_values_get_one_line_naming_the_key(tmp_path, change, expected):
@@ -87,6 +99,40 @@ def test_oneshot_rounds_all_start_from_dense(tmp_path):
 
 def test_malformed_yaml_names_the_line(tmp_path):
     assert "not valid YAML at line" in error_for(tmp_path, "seed: 0\ntrain: {a: 1\nmodel: x\n")
+
+
+def test_a_key_given_twice_is_refused_naming_it(tmp_path):
+    text = (tiny_params_text := yaml.safe_dump(tiny_params())).replace("  lr: 0.1\n", "  lr: 0.1\n  lr: 0.5\n")
+    assert text != tiny_params_text
+    assert "not valid YAML at line" in (message := error_for(tmp_path, text)) and "key 'lr' given twice" in message
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("seeds: [0]\n".encode("utf-16"), "not UTF-8 text"),
+        ("seeds: [0] # café\n".encode("latin-1"), "not UTF-8 text (byte 0xe9"),
+        (bytes(range(256)), "not UTF-8 text"),
+        (("a: " * 200 + "1\n").encode(), "not valid YAML"),
+        (("[" * 5000 + "]" * 5000).encode(), "nested too deeply"),
+    ],
+)
+def test_unreadable_documents_are_one_line(tmp_path, payload, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(payload)
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_folder_or_fifo_as_params_is_one_line(tmp_path):
+    import os
+
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("folder", "fifo"):
+        with pytest.raises(ParamsError, match=f"{name}: not a regular file"):
+            load_params(tmp_path / name)
 
 
 def test_missing_file_and_non_mapping(tmp_path):

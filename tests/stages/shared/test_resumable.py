@@ -1,5 +1,6 @@
-"""Kill real training processes with SIGKILL at several points; the rerun must resume and end
-bit-identical to a run that was never interrupted."""
+"""Kill real training processes with SIGKILL at many points; the rerun must resume and end with
+every declared output, bit-identical to a run that was never interrupted, and DVC must tell the
+truth about it in between."""
 
 import hashlib
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ import pytest
 from stages.shared.resumable import PROGRESS, scratch_dir
 from tests.conftest import dvc, make_project, project_env, run, tiny_params
 
-EPOCHS = 120
+SEEDS, EPOCHS = [0, 1, 2], 60
+TRAIN = [sys.executable, "-m", "stages.train"]
 
 
 def digest(path: Path) -> str:
@@ -22,8 +25,8 @@ def digest(path: Path) -> str:
 
 
 def outputs(project: Path) -> dict[str, str]:
-    files = [*sorted((project / "runs/dense").rglob("*.safetensors")), project / "runs/dense/history/seed-0.json"]
-    return {str(p.relative_to(project)): digest(p) for p in files}
+    """Every file under runs/dense (rewind points, models, masks, histories, curves) by digest."""
+    return {str(p.relative_to(project)): digest(p) for p in sorted((project / "runs/dense").rglob("*")) if p.is_file()}
 
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
@@ -38,7 +41,7 @@ def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def kill_when(process: subprocess.Popen, ready, timeout: float = 60.0) -> None:
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120.0) -> None:
     """SIGKILL the process group as soon as `ready()` is true (the process must not finish first)."""
     deadline = time.monotonic() + timeout
     while not ready():
@@ -49,72 +52,103 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 60.0) -> None:
     process.wait()
 
 
-def progress_epochs(project: Path) -> int:
-    """Epochs recorded in the progress file (-1 while there is none): its checkpoints exist too."""
-    scratch = project / scratch_dir("train/seed-0")
-    if not (scratch / PROGRESS).exists():
-        return -1
-    return len(list((scratch / "checkpoints").glob("epoch-*.safetensors"))) - 2
+def epochs_done(project: Path, seed: int) -> int:
+    """Epochs of `seed` whose rewind point is in scratch (-1 before its first)."""
+    return len(list((project / scratch_dir(f"train/seed-{seed}")).glob("epoch-*.safetensors"))) - 1
+
+
+def fresh_copy(tmp_path: Path) -> Path:
+    project = make_project(tmp_path / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": SEEDS}))
+    for stage in ("validate", "prepare"):
+        run([sys.executable, "-m", f"stages.{stage}"], project)
+    return project
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, str]:
     """The outputs of an uninterrupted run."""
     project = fresh_copy(tmp_path_factory.mktemp("resume"))
-    run([sys.executable, "-m", "stages.train"], project)
-    return outputs(project)
+    run(TRAIN, project)
+    files = outputs(project)
+    assert sum("/checkpoints/" in name for name in files) == len(SEEDS) * (EPOCHS + 1)
+    return files
 
 
-def fresh_copy(tmp_path: Path) -> Path:
-    project = make_project(tmp_path / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": [0]}))
-    for stage in ("validate", "prepare"):
-        run([sys.executable, "-m", f"stages.{stage}"], project)
-    return project
+KILL_POINTS = {
+    "first seed, mid-run": lambda p: epochs_done(p, 0) >= EPOCHS // 3,
+    "between seeds": lambda p: epochs_done(p, 1) >= 0,
+    "middle seed, mid-run": lambda p: epochs_done(p, 1) >= EPOCHS // 2,
+    "last seed, near its end": lambda p: epochs_done(p, 2) >= EPOCHS - 5,
+    "while writing the outputs": lambda p: (p / "runs/dense/checkpoints/seed-0").exists(),
+}
 
 
-@pytest.mark.parametrize("kill_after_epochs", [1, EPOCHS // 2, EPOCHS - 5])
-def test_killed_training_resumes_bit_identically(reference, tmp_path, kill_after_epochs):
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_killed_training_resumes_bit_identically(reference, tmp_path, point):
     project = fresh_copy(tmp_path)
-    process = start([sys.executable, "-m", "stages.train"], project)
-    kill_when(process, lambda: progress_epochs(project) >= kill_after_epochs)
-    assert not (project / "runs/dense/models").exists()
-    rerun = run([sys.executable, "-m", "stages.train"], project)
+    kill_when(start(TRAIN, project), lambda: KILL_POINTS[point](project))
+    rerun = run(TRAIN, project)
     assert "resuming after epoch" in rerun.stderr
     assert outputs(project) == reference
-    assert not (project / scratch_dir("train/seed-0")).exists(), "scratch is cleaned up on success"
+    assert not (project / scratch_dir("train")).exists(), "scratch is cleaned up on success"
+
+
+@pytest.mark.parametrize(
+    ("command", "point"),
+    [
+        (["repro", "-s", "train"], "middle seed, mid-run"),
+        (["repro", "-s", "train"], "while writing the outputs"),
+        (["repro", "train"], "first seed, mid-run"),  # the whole chain up to train, as `dvc repro` runs it
+    ],
+)
+def test_killed_dvc_repro_resumes_under_dvc_and_status_tells_the_truth(reference, tmp_path, command, point):
+    project = fresh_copy(tmp_path)
+    kill_when(start([sys.executable, "-m", "dvc", *command], project), lambda: KILL_POINTS[point](project))
+    assert "train" in dvc("status", "train", cwd=project).stdout, "a killed stage is not up to date"
+    result = dvc(*command, cwd=project)  # one rerun is enough: no stale lock, nothing lost
+    assert "resuming after epoch" in result.stdout + result.stderr
+    assert outputs(project) == reference
+    assert "up to date" in dvc("status", "train", cwd=project).stdout
 
 
 def test_kill_during_a_progress_write_is_survived(reference, tmp_path):
     """A kill mid-write leaves a temporary file and the previous progress; a torn progress file
     (as a non-atomic writer would leave) is refused and training starts afresh; both end right."""
     project = fresh_copy(tmp_path)
-    process = start([sys.executable, "-m", "stages.train"], project)
-    kill_when(process, lambda: progress_epochs(project) >= 10)
+    kill_when(start(TRAIN, project), lambda: epochs_done(project, 0) >= 10)
     progress = project / scratch_dir("train/seed-0") / PROGRESS
     (progress.parent / f".{PROGRESS}.torn.tmp").write_bytes(progress.read_bytes()[:1000])
     progress.write_bytes(progress.read_bytes()[:-100])
-    rerun = run([sys.executable, "-m", "stages.train"], project)
+    rerun = run(TRAIN, project)
     assert "ignoring unusable progress file" in rerun.stderr
     assert outputs(project) == reference
 
 
 def test_progress_of_other_params_is_not_trusted(reference, tmp_path):
     project = fresh_copy(tmp_path)
-    process = start([sys.executable, "-m", "stages.train"], project)
-    kill_when(process, lambda: progress_epochs(project) >= 10)
+    kill_when(start(TRAIN, project), lambda: epochs_done(project, 0) >= 10)
     (project / "params.yaml").write_text(
         (project / "params.yaml").read_text().replace("momentum: 0.9", "momentum: 0.8")
     )
-    rerun = run([sys.executable, "-m", "stages.train"], project)
+    rerun = run(TRAIN, project)
     assert "belongs to other params or inputs" in rerun.stderr
     assert outputs(project) != reference
 
 
-def test_dvc_repro_killed_mid_training_resumes_under_dvc(reference, tmp_path):
+def test_a_second_run_of_a_running_stage_stops_naming_the_first(tmp_path):
     project = fresh_copy(tmp_path)
-    process = start([sys.executable, "-m", "dvc", "repro", "train"], project)
-    kill_when(process, lambda: progress_epochs(project) >= EPOCHS // 3)
-    result = dvc("repro", "train", cwd=project)
-    assert "resuming after epoch" in result.stdout + result.stderr
-    assert outputs(project) == reference
-    assert "train" not in dvc("status", "train", cwd=project).stdout.split(":")[0]
+    first = start(TRAIN, project)
+    try:
+        kill_when_ready = time.monotonic() + 60
+        while epochs_done(project, 0) < 1:
+            assert time.monotonic() < kill_when_ready and first.poll() is None
+            time.sleep(0.01)
+        second = run(TRAIN, project, check=False)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: train: another run of this stage is in progress (pid {first.pid}); wait for it or stop it, then rerun"
+    ]
