@@ -22,7 +22,10 @@ class StepSchedule:
     def lr(self, epoch: int) -> float:
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        rate = self.base * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+        rate = self.base
+        for milestone in self.milestones:
+            if milestone <= epoch:
+                rate *= self.gamma  # not gamma ** k: libm's pow may round differently elsewhere
         if epoch < self.warmup_epochs:
             rate *= (epoch + 1) / self.warmup_epochs
         return rate
