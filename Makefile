@@ -43,23 +43,22 @@ bench-flow: setup
 	$(PYTHON) -m pipeline.bench
 
 # Results through a DVC remote: `dvc remote add -d <name> <url>` once (README), then push/pull.
-# Both stop with one line when no default remote is set, or when a local remote cannot be reached.
+# Both stop with one line when no default remote is set, or when a local remote cannot be
+# reached ($(1): the check of a local path; $(2): what failed). DVC's own messages for these
+# are several lines, or (pull) a list of every output.
 .PHONY: push pull
+remote_check = @name=$$(dvc config core.remote); \
+	if [ -z "$$name" ]; then echo "make $@: no default DVC remote; add one with: dvc remote add -d <name> <url>" >&2; exit 1; fi; \
+	url=$$(dvc config "remote.$$name.url"); \
+	case "$$url" in *://*) ;; *) $(1) || { \
+		echo "make $@: DVC remote '$$name' unreachable: $(2); fix it with: dvc remote modify $$name url <url>" >&2; exit 1; };; esac
 
 # Upload every DVC output and the run-cache to the default remote.
 push: setup
-	@name=$$(dvc config core.remote); \
-	if [ -z "$$name" ]; then echo "make push: no default DVC remote; add one with: dvc remote add -d <name> <url>" >&2; exit 1; fi; \
-	url=$$(dvc config "remote.$$name.url"); \
-	case "$$url" in *://*) ;; *) mkdir -p "$$url" 2>/dev/null || { \
-		echo "make push: DVC remote '$$name' unreachable: cannot create $$url; fix it with: dvc remote modify $$name url <url>" >&2; exit 1; };; esac
+	$(call remote_check,mkdir -p "$$url" 2>/dev/null,cannot create $$url)
 	dvc push --run-cache
 
 # Download the outputs dvc.lock names from the default remote.
 pull: setup
-	@name=$$(dvc config core.remote); \
-	if [ -z "$$name" ]; then echo "make pull: no default DVC remote; add one with: dvc remote add -d <name> <url>" >&2; exit 1; fi; \
-	url=$$(dvc config "remote.$$name.url"); \
-	case "$$url" in *://*) ;; *) test -d "$$url" || { \
-		echo "make pull: DVC remote '$$name' unreachable: $$url does not exist; fix it with: dvc remote modify $$name url <url>" >&2; exit 1; };; esac
+	$(call remote_check,test -d "$$url",$$url does not exist)
 	dvc pull

@@ -91,3 +91,20 @@ def make_project(path: Path, params: dict) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project", tiny_params())
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny project after one `dvc repro`, results committed, with DVC's output of that run.
+    Reproducing takes a minute here: modules copy it (`copy_of`) instead of reproducing again."""
+    path = make_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_params())
+    first = dvc("repro", cwd=path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "results"], path)
+    return path, first.stdout
+
+
+def copy_of(project: Path, destination: Path) -> Path:
+    """A copy of a project: its git repository, workspace and DVC cache (a clone would lack the cache)."""
+    shutil.copytree(project, destination, symlinks=True)
+    return destination

@@ -33,7 +33,8 @@ def imported_modules(file: Path) -> set[str]:
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-            names |= {f"{node.module}.{alias.name}" for alias in node.names if _is_module(f"{node.module}.{alias.name}")}
+            candidates = {f"{node.module}.{alias.name}" for alias in node.names}
+            names |= {name for name in candidates if _is_module(name)}
     return names
 
 
