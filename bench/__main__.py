@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bench import micro, repro
+from bench import micro, portable, repro
 from bench.project import Project, default_params, quick_params, small_params
 from bench.table import render
 
@@ -68,6 +68,8 @@ def run(quick: bool) -> dict:
         results["mask_overhead"] = micro.mask_section(quick)
     with _section(sections, "roofline"):
         results["roofline"] = micro.roofline(quick)
+    with _section(sections, "portable_kernels"):
+        results["portable_kernels"] = portable.section(quick)
     with _section(sections, "dvc"), tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
         results |= dvc_sections(quick, Path(tmp))
     results["section_seconds"] = sections

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from stages.shared import layout
 from tests.conftest import make_project, project_env, tiny_params
 
 SHIM = '''#!{python} -S
@@ -139,8 +140,8 @@ class Project:
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     def timings(self) -> list[dict[str, float]]:
-        """What the training stages recorded in timings/*.json (compute and in-process seconds)."""
-        return [json.loads(p.read_text()) for p in sorted((self.path / "timings").glob("*.json"))]
+        """What the training stages recorded in .rewind/timings/*.json (compute and in-process seconds)."""
+        return [json.loads(p.read_text()) for p in sorted((self.path / layout.TIMINGS).glob("*.json"))]
 
 
 def _module(argv: list[str]) -> str:

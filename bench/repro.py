@@ -62,7 +62,7 @@ def _timed_load(path: Path) -> float:
 def stage_overhead(project: Project, full: Repro, repetitions: int) -> dict:
     """Where a clean `dvc repro` spends its wall time; the parts add up to the wall by construction.
 
-    compute and in-process seconds come from timings/*.json (training stages only); process start
+    compute and in-process seconds come from .rewind/timings/*.json (training stages only); process start
     and imports from import_seconds for each stage process the shim saw; DVC bookkeeping is the wall
     outside every stage process, less the shim's own start-up.
     """

@@ -3,6 +3,7 @@
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -37,9 +38,15 @@ def timed(action: Callable[[], object]) -> float:
 
 def interleaved(actions: dict[str, Callable[[], object]], repetitions: int) -> dict[str, list[float]]:
     """Time each action once per repetition, alternating their order, so both see the same load."""
-    names = list(actions)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    return alternated({name: partial(timed, action) for name, action in actions.items()}, repetitions)
+
+
+def alternated(measures: dict[str, Callable[[], float]], repetitions: int) -> dict[str, list[float]]:
+    """Take each measurement once per repetition, alternating their order, so both see the same load
+    (for measurements timed elsewhere, e.g. in a worker process)."""
+    names = list(measures)
+    values: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(repetitions):
         for name in names if rep % 2 == 0 else reversed(names):
-            times[name].append(timed(actions[name]))
-    return times
+            values[name].append(measures[name]())
+    return values

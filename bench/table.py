@@ -35,6 +35,22 @@ def rows(results: dict) -> Iterator[tuple[str, str, str, str]]:
     ratio = roof["ratio"]
     yield f"our loop / plain loop ({roof['model']})", f"{ratio['median']:.3f}×", _spread(ratio), "≥ 0.95×"
     yield "  our loop throughput", f"{ours:.0f} samples/s", _spread(roof["ours_samples_per_second"]), ""
+    yield from _portable(results.get("portable_kernels"))
+
+
+def _portable(section: dict | None) -> Iterator[tuple[str, str, str, str]]:
+    """Portable kernels (the stages' pins, oneDNN off) against native ones, per training epoch."""
+    if section is None:  # results written before the figure existed
+        return
+    for case in section["cases"]:
+        shape = "x".join(map(str, case["input_shape"]))
+        ratio = case["ratio"]
+        figure = f"portable / native kernels, {case['model']} {shape} epoch"
+        yield figure, f"{ratio['median']:.3f}×", _spread(ratio), ""
+        kernels = case["kernels"]
+        native, portable = (case[f"{side}_epoch_seconds"]["median"] for side in ("native", "portable"))
+        sides = f"{kernels['native']['cpu_capability']} + oneDNN → {kernels['portable']['cpu_capability']}"
+        yield "  epoch seconds native → portable", f"{native:.3g} → {portable:.3g} s", sides, ""
 
 
 def _parallel(par: dict) -> Iterator[tuple[str, str, str, str]]:

@@ -4,8 +4,9 @@ torch chooses its CPU kernels by what the processor offers: ATen's vectorised lo
 or AVX2 width, MKL's matrix products per instruction set, oneDNN's convolutions compiled for the
 CPU at hand and blocked by its cache sizes. Each choice adds floats in another order, so two
 machines with the same params and seed used to train different networks. The pins below take one
-path everywhere: ATen's AVX2 kernels, MKL's AVX2 branch in strict conditional numerical
-reproducibility mode, and on the CPU no oneDNN (ATen's own convolution over MKL's products).
+path everywhere: ATen's AVX2 kernels, MKL's COMPATIBLE branch in strict conditional numerical
+reproducibility mode (the only branch MKL honours on non-Intel CPUs, which run its AUTO branch
+for any other), and on the CPU no oneDNN (ATen's own convolution over MKL's products).
 
 ATen and MKL read their settings when they load, so `pin()` runs from `stages/__init__.py`, before
 any stage imports torch; oneDNN is a runtime switch, turned off where the device is chosen
@@ -18,7 +19,7 @@ import sys
 CAPABILITY = "AVX2"  # what torch.backends.cpu.get_cpu_capability() reports under the pin
 PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels at AVX2 width, also on AVX-512 CPUs
-    "MKL_CBWR": "AVX2,STRICT",  # MKL's AVX2 code path, bitwise reproducible across CPUs
+    "MKL_CBWR": "COMPATIBLE,STRICT",  # MKL's SSE2 code path, bitwise reproducible on every x86-64 CPU
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # should anything still reach oneDNN
 }
 

@@ -9,7 +9,17 @@ import pytest
 
 from tests.conftest import ROOT, project_env
 
-SECTIONS = ["machine", "mask_overhead", "stage_overhead", "noop", "incremental", "parallel", "memory", "roofline"]
+SECTIONS = [
+    "machine",
+    "mask_overhead",
+    "stage_overhead",
+    "noop",
+    "incremental",
+    "parallel",
+    "memory",
+    "roofline",
+    "portable_kernels",
+]
 STATS = ["median", "min", "max", "q1", "q3", "n"]
 
 
@@ -19,7 +29,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     command = [sys.executable, "-m", "bench", "--quick", "--out", str(out)]
     done = subprocess.run(command, cwd=ROOT, env=project_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "mask overhead" in done.stdout  # the table is printed
+    assert "mask overhead" in done.stdout and "portable / native kernels" in done.stdout  # the table is printed
     return json.loads(out.read_text())
 
 
@@ -101,3 +111,20 @@ def test_parallel_is_measured_or_explained(results: dict) -> None:
         assert parallel["speedup"] <= parallel["speedup_bound"] * 1.02
     else:
         assert parallel["status"] in {"not available", "failed"} and parallel["reason"]
+
+
+@pytest.mark.slow
+def test_portable_kernels_ran_on_each_side_what_it_says(results: dict) -> None:
+    """The portable worker ran the stages' pins with oneDNN off, the native one neither; both with
+    the stages' thread count."""
+    from stages.shared.kernels import CAPABILITY, PINS
+
+    section = results["portable_kernels"]
+    assert [case["model"] for case in section["cases"]] == ["mlp", "resnet20"]
+    for case in section["cases"]:
+        native, portable = case["kernels"]["native"], case["kernels"]["portable"]
+        assert portable["cpu_capability"] == CAPABILITY and portable["environment"] == PINS
+        assert portable["mkldnn_enabled"] is False and native["mkldnn_enabled"] is True
+        assert set(native["environment"].values()) == {None}
+        assert native["torch_threads"] == portable["torch_threads"] == (section["threads"] or native["torch_threads"])
+        assert case["ratio"]["median"] > 0 and case["ratio"]["n"] == 3
