@@ -34,11 +34,8 @@ def reproduced(output: str) -> set[str]:
 
 
 def outs_by_stage(lock_text: str) -> dict[str, list]:
-    """Each stage's output hashes, less the timings (wall-clock seconds differ run to run)."""
-    return {
-        name: [out for out in stage.get("outs", []) if not out["path"].startswith("timings/")]
-        for name, stage in yaml.safe_load(lock_text)["stages"].items()
-    }
+    """Each stage's outputs (path and hash) as dvc.lock records them."""
+    return {name: stage.get("outs", []) for name, stage in yaml.safe_load(lock_text)["stages"].items()}
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -82,7 +82,7 @@ def test_nothing_half_written(failed_run):
     stray = [
         line[3:]
         for line in files
-        if not line[3:].startswith((".dvc/", "timings/", "dvc.lock"))
+        if not line[3:].startswith((".dvc/", ".rewind/", "dvc.lock"))
         and "__pycache__" not in line
         and not any(line[3:] == path or line[3:].startswith(path.rstrip("/") + "/") for path in declared)
     ]
