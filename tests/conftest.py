@@ -60,8 +60,11 @@ def project_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: float | None = None, **popen
+) -> subprocess.CompletedProcess:
+    """`cmd` in `cwd` with the project's environment; a hang past `timeout` seconds fails the test."""
+    result = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout, **popen)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

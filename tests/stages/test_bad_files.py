@@ -1,13 +1,19 @@
 """Every kind of file a stage loads, truncated, altered or replaced by a malicious pickle, is
 refused with one line naming it; nothing is unpickled and no output is half-written."""
 
+import os
 import pickle
+import resource
+import signal
 import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
+from rewind.checkpoint import load_tensors, save_tensors
 from tests.conftest import make_project, run, tiny_params
 
 FILES = {
@@ -107,3 +113,119 @@ def test_divergence_names_strategy_round_and_epoch_and_keeps_inputs(built):
     assert error.startswith("error: lrr round 0 seed 0: training diverged: loss is nan in epoch 1 of 2"), error
     assert mask.read_bytes() == before
     assert not (built / "runs/lrr/round-0/models").exists()
+
+
+def stage(built: Path, *args: str, **popen):
+    """A stage run that must end within a minute (a FIFO read would block forever), in one line."""
+    result = run([sys.executable, "-m", *args], built, check=False, timeout=60, **popen)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@contextmanager
+def replaced(path: Path, make: Callable[[Path], None]):
+    """`path` replaced by what `make` puts there, then restored."""
+    backup = path.with_name(path.name + ".bak")
+    path.rename(backup)
+    try:
+        make(path)
+        yield
+    finally:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        elif path.is_symlink() or path.exists():
+            path.unlink()
+        backup.rename(path)
+
+
+def save(tensors: dict):
+    return lambda path: save_tensors(path, tensors)
+
+
+def odd_files(built: Path) -> dict:
+    """Valid-looking or strange things where a stage expects a checkpoint or a mask."""
+    dense_mask, _ = load_tensors(built / "runs/dense/masks/seed-0.safetensors")
+    dense_model, _ = load_tensors(built / "runs/dense/models/seed-0.safetensors")
+    round_mask, _ = load_tensors(built / "runs/ft/round-0/masks/seed-0.safetensors")
+    return {
+        "a FIFO": (os.mkfifo, "not a regular file"),
+        "a symlink to a folder": (lambda path: path.symlink_to("/etc"), "not a regular file"),
+        "a folder": (lambda path: path.mkdir(), "not a regular file"),
+        "other tensor names": (save({"weight": dense_model["1.weight"]}), "weights do not fit the model"),
+        "a transposed mask": (save(dense_mask | {"3.weight": dense_mask["3.weight"].T.contiguous()}), "has shape"),
+        "a mask without a layer": (save({k: v for k, v in round_mask.items() if k != "3.weight"}), "no mask for"),
+    }
+
+
+ODD_CASES = [
+    # (what, file replaced, stage reading it)
+    ("a FIFO", "runs/dense/masks/seed-0.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
+    ("a FIFO", "runs/ft/round-0/masks/seed-0.safetensors", ["stages.retrain", "--strategy", "ft", "--round", "0"]),
+    (
+        "a symlink to a folder",
+        "runs/dense/models/seed-0.safetensors",
+        ["stages.prune", "--strategy", "ft", "--round", "0"],
+    ),
+    ("a folder", "data/prepared/dataset.safetensors", ["stages.train"]),
+    (
+        "other tensor names",
+        "runs/dense/models/seed-0.safetensors",
+        ["stages.prune", "--strategy", "ft", "--round", "0"],
+    ),
+    ("a transposed mask", "runs/dense/masks/seed-0.safetensors", ["stages.prune", "--strategy", "ft", "--round", "0"]),
+    (
+        "a mask without a layer",
+        "runs/ft/round-0/masks/seed-0.safetensors",
+        ["stages.retrain", "--strategy", "ft", "--round", "0"],
+    ),
+    ("a transposed mask", "runs/dense/masks/seed-0.safetensors", ["stages.evaluate"]),
+]
+
+
+@pytest.mark.parametrize(("what", "relative", "command"), ODD_CASES)
+def test_odd_files_are_refused_in_one_line_naming_them(built, what, relative, command):
+    make, expected = odd_files(built)[what]
+    outputs = {p: p.read_bytes() for p in sorted((built / "runs").rglob("*.safetensors"))}
+    with replaced(built / relative, make):
+        error = stage(built, *command)
+    assert relative in error and expected in error, error
+    assert {p: p.read_bytes() for p in sorted((built / "runs").rglob("*.safetensors"))} == outputs
+
+
+def test_a_strategy_outside_the_sweep_is_refused_and_writes_nothing(built):
+    error = stage(built, "stages.sweep", "--strategy", "wr")
+    assert error == "error: params.yaml: sweep.strategies: strategy 'wr' is not swept; swept: ['ft', 'lrr']"
+    assert not (built / "results/sweep/wr.json").exists()
+
+
+def test_divergence_names_the_dense_seed_and_the_sweep_point(built):
+    params = built / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("lr: 0.1", "lr: 1.0e+30"))
+        dense = stage(built, "stages.train")
+        sweep = stage(built, "stages.sweep", "--strategy", "lrr")
+    finally:
+        params.write_text(original)
+    assert dense.startswith("error: dense seed 0: training diverged: loss is nan in epoch 1 of 4"), dense
+    assert sweep.startswith("error: sweep lrr budget 1 at sparsity 0.9 seed 0: training diverged"), sweep
+
+
+def test_a_write_that_fails_names_the_file(built):
+    """A file-size limit stands in for a full disk: the write fails (EFBIG) and the error names the
+    file; the previous file stays whole and no temporary file is left."""
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    target = built / "runs/ft/round-0/models/seed-0.safetensors"
+    before = target.read_bytes()
+    error = stage(built, "stages.retrain", "--strategy", "ft", "--round", "0", preexec_fn=limit_file_size)
+    # the first write past the limit is the progress file of the first epoch
+    progress = ".rewind/scratch/retrain-ft-round0/seed-0/progress.safetensors"
+    assert error == f"error: ft round 0 seed 0: {progress}: cannot write: File too large", error
+    assert target.read_bytes() == before
+    assert not list(built.rglob("*.tmp"))
