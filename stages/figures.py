@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from rewind.stats import Summary
+from stages.shared import layout
 
 
 def _png(fig) -> bytes:
@@ -67,7 +68,7 @@ def accuracy_vs_budget(sweep_params, sweep: dict) -> bytes:
     count = len(sweep_params.strategies)
     for ax, sp in zip(axes[0], panels, strict=True):
         for index, strategy in enumerate(sweep_params.strategies):
-            points = [sweep[strategy, b][f"{sp:g}"] for b in sweep_params.budgets]
+            points = [sweep[strategy, b][layout.sparsity_key(sp)] for b in sweep_params.budgets]
             dodge = 0.4 * (index - (count - 1) / 2)  # side by side, so equal values stay visible
             ax.errorbar(
                 [b + dodge for b in sweep_params.budgets],

@@ -134,7 +134,9 @@ def sweep_results(params: Params) -> dict[tuple[str, int], dict[str, Summary]]:
         try:
             for budget in params.sweep.budgets:
                 results[strategy, budget] = {
-                    f"{sp:g}": summarize([float(a) for a in data["budgets"][str(budget)][f"{sp:g}"]["accuracy"]])
+                    layout.sparsity_key(sp): summarize(
+                        [float(a) for a in data["budgets"][str(budget)][layout.sparsity_key(sp)]["accuracy"]]
+                    )
                     for sp in params.sweep.sparsities
                 }
         except (KeyError, TypeError, ValueError):
@@ -151,7 +153,7 @@ def sweep_table(params: Params, sweep: dict) -> str:
         for budget in params.sweep.budgets:
             lines.append(
                 f"| {100 * sp:.1f}% | {budget} | "
-                + " | ".join(cell(sweep[s, budget][f"{sp:g}"]) for s in params.sweep.strategies)
+                + " | ".join(cell(sweep[s, budget][layout.sparsity_key(sp)]) for s in params.sweep.strategies)
                 + " |"
             )
     return "\n".join(lines)
@@ -173,8 +175,8 @@ def budget_csv(params: Params, sweep: dict) -> str:
     for sp in params.sweep.sparsities:
         for budget in params.sweep.budgets:
             rows.append(
-                f"{sp:g},{budget},"
-                + ",".join(f"{sweep[s, budget][f'{sp:g}'].mean:.6f}" for s in params.sweep.strategies)
+                f"{layout.sparsity_key(sp)},{budget},"
+                + ",".join(f"{sweep[s, budget][layout.sparsity_key(sp)].mean:.6f}" for s in params.sweep.strategies)
             )
     return "\n".join(rows) + "\n"
 

@@ -50,7 +50,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
         log.info("%s budget %d at sparsity %g: accuracy %s", args.strategy, budget, sparsity, values)
     results = {
         str(budget): {
-            f"{sparsity:g}": {"accuracy": accuracies[budget, sparsity], "seeds": list(params.seeds)}
+            layout.sparsity_key(sparsity): {"accuracy": accuracies[budget, sparsity], "seeds": list(params.seeds)}
             for sparsity in params.sweep.sparsities
         }
         for budget in params.sweep.budgets

@@ -50,7 +50,7 @@ def run_stage(body: Body, description: str, arguments: Callable[[argparse.Argume
         message = failure_message(err)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print("error: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)  # one line, always
         raise SystemExit(EXIT_INTERRUPTED if isinstance(err, KeyboardInterrupt) else EXIT_ERROR) from None
 
 

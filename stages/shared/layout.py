@@ -63,3 +63,9 @@ def point(strategy: str, prev: str) -> Path:
 def sweep_result(strategy: str) -> Path:
     """A strategy's budget sweep: budget → sparsity → accuracy per seed."""
     return SWEEP / f"{strategy}.json"
+
+
+def sparsity_key(sparsity: float) -> str:
+    """A sweep sparsity as a key of the sweep files: the shortest text that reads back as the same
+    float, so two distinct sparsities never share a key (with `:g`, 0.9 and 0.9000001 did)."""
+    return repr(float(sparsity))

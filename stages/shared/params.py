@@ -68,7 +68,7 @@ class TrainParams(Strict):
     channels_last: bool  # conv weights in channels-last layout (GPU speed)
     # CPU threads of a stage's tensor maths; null: torch's default, one per core. Part of the
     # result: a float sum split over more threads is added in another order.
-    threads: Annotated[int, Field(ge=1)] | None
+    threads: Annotated[int, Field(ge=1, le=1024)] | None
 
     def schedule(self) -> StepSchedule:
         return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)
@@ -234,6 +234,8 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"train.milestones: {milestone} is not below train.epochs ({epochs})")
     if params.train.milestones != sorted(set(params.train.milestones)):
         problems.append("train.milestones: must be strictly increasing")
+    if params.train.nesterov and params.train.momentum == 0:
+        problems.append("train.nesterov: Nesterov momentum needs train.momentum > 0")
     if params.train.warmup_epochs >= epochs:
         problems.append(f"train.warmup_epochs: {params.train.warmup_epochs} must be below train.epochs ({epochs})")
     if params.data.name == "digits":
@@ -265,8 +267,13 @@ def consistency_problems(params: Params) -> list[str]:
     for budget in params.sweep.budgets:
         if budget > epochs:
             problems.append(f"sweep.budgets: {budget} is larger than train.epochs ({epochs})")
-    if len(set(params.sweep.budgets)) != len(params.sweep.budgets):
-        problems.append("sweep.budgets: a budget is listed twice")
+    for key, values in (
+        ("sweep.budgets", params.sweep.budgets),
+        ("sweep.sparsities", params.sweep.sparsities),
+        ("sweep.strategies", params.sweep.strategies),
+    ):
+        if len(set(values)) != len(values):
+            problems.append(f"{key}: a value is listed twice")
     problems += _round_problems(params)
     problems += _exclude_problems(params)
     return problems
