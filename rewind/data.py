@@ -9,7 +9,7 @@ import gzip
 import math
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from rewind import RewindError
 
-SPLITS = ("x_train", "y_train", "x_test", "y_test")
+SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 # The built-in datasets' image shape and class count: what a model is built for, known without
 # reading the data. Digits has 1,797 images, split by `load_digits`.
 SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
@@ -26,13 +26,16 @@ DIGITS_IMAGES = 1797
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train/test split held in memory."""
+    """Train, validation and test splits held in memory. The loaders return none for validation:
+    `hold_out` carves it out of the test split, as the paper held out 2,000 CIFAR-10 test images."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    x_val: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    y_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -47,14 +50,37 @@ class Dataset:
         missing = [name for name in SPLITS if name not in tensors]
         if missing:
             raise RewindError(f"{source}: missing tensors {missing}, expected {list(SPLITS)}")
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
-            if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
+            if x.dim() != 4 or y.dim() != 1 or len(x) != len(y) or not len(y):
                 raise RewindError(
                     f"{source}: {split} split has images {tuple(x.shape)} and labels "
-                    f"{tuple(y.shape)}; expected (N, C, H, W) and (N,)"
+                    f"{tuple(y.shape)}; expected (N, C, H, W) and (N,), N > 0"
                 )
         return cls(**{name: tensors[name] for name in SPLITS}, num_classes=num_classes)
+
+
+def validation_size(test_images: int, fraction: float) -> int:
+    """How many of `test_images` a validation `fraction` holds out; an error unless both the
+    validation and the test split keep at least one image."""
+    held_out = round(fraction * test_images)
+    if not 0 < held_out < test_images:
+        raise RewindError(
+            f"a validation fraction of {fraction:g} holds out {held_out} of {test_images} test images; "
+            "both splits need at least one"
+        )
+    return held_out
+
+
+def hold_out(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """`data` with `fraction` of its test images, drawn at random by `seed`, moved to validation
+    (both keep the images' original order)."""
+    held_out = validation_size(len(data.y_test), fraction)
+    order = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(seed))
+    val, test = order[:held_out].sort().values, order[held_out:].sort().values
+    return replace(
+        data, x_val=data.x_test[val], y_val=data.y_test[val], x_test=data.x_test[test], y_test=data.y_test[test]
+    )
 
 
 def load_digits(test_fraction: float, seed: int) -> Dataset:

@@ -1,9 +1,19 @@
-"""The statistics the report rests on: means and spreads over seeds, and the answers derived
-from them. Plain functions over numbers, so tests can check them on hand-made values."""
+"""The statistics the report rests on: means and spreads over seeds, paired differences between
+strategies with their confidence intervals, and the answers derived from them. Plain functions
+over numbers, so tests can check them on hand-made values and against scipy.
+
+Strategies are compared paired by seed: every strategy of a seed starts from the same dense
+network and sees the same data order, so the difference a - b within a seed removes what the
+seeds do to both. A lead is a finding only when the 95% confidence interval of the mean paired
+difference (Student's t with n - 1 degrees of freedom) excludes zero; with one seed there is no
+interval and no verdict.
+"""
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -11,6 +21,7 @@ class Summary:
     mean: float
     std: float
     n: int
+    values: tuple[float, ...] = ()  # one per seed, in the seeds' order: for paired differences
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -20,7 +31,36 @@ def summarize(values: Sequence[float]) -> Summary:
     n = len(values)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return Summary(mean, std, n)
+    return Summary(mean, std, n, tuple(values))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The mean paired difference a - b over n seeds with its confidence interval [low, high]
+    (infinite with one seed: no interval)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def significant(self) -> bool:
+        """Whether the interval excludes zero: a lead the seeds support."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_difference(a: Summary, b: Summary, confidence: float = CONFIDENCE) -> Difference:
+    """a - b seed by seed: the mean difference and its two-sided paired-t confidence interval."""
+    if len(a.values) != len(b.values) or not a.values:
+        raise ValueError(f"paired values needed on both sides, got {len(a.values)} and {len(b.values)}")
+    differences = summarize([x - y for x, y in zip(a.values, b.values, strict=True)])
+    if differences.n < 2:
+        return Difference(differences.mean, -math.inf, math.inf, differences.n)
+    from scipy.stats import t  # only the report computes intervals
+
+    half = t.ppf((1 + confidence) / 2, differences.n - 1) * differences.std / math.sqrt(differences.n)
+    return Difference(differences.mean, differences.mean - half, differences.mean + half, differences.n)
 
 
 def safe_sparsity(points: Sequence[tuple[float, Summary]], dense: Summary) -> float | None:
@@ -34,22 +74,15 @@ def safe_sparsity(points: Sequence[tuple[float, Summary]], dense: Summary) -> fl
 class Verdict:
     winner: str
     runner_up: str | None
-    gap: float
-    beyond_spread: bool
+    lead: Difference | None  # winner - runner-up, paired by seed
 
 
-def winner(results: Mapping[str, Summary]) -> Verdict:
-    """The strategy with the highest mean, its lead over the next one, and whether that lead is
-    larger than the seeds' spread: the larger of the two strategies' standard deviations."""
-    ranked = sorted(results.items(), key=lambda item: item[1].mean, reverse=True)
-    best_name, best = ranked[0]
+def winner(chosen_on: Mapping[str, Summary], reported_on: Mapping[str, Summary]) -> Verdict:
+    """The strategy with the highest mean on `chosen_on` (the validation split), and its paired
+    lead over the runner-up there, measured on `reported_on` (the test split): a choice made on the
+    numbers it is reported with would flatter it."""
+    ranked = sorted(chosen_on, key=lambda name: chosen_on[name].mean, reverse=True)
     if len(ranked) == 1:
-        return Verdict(best_name, None, math.inf, False)
-    second_name, second = ranked[1]
-    gap = best.mean - second.mean
-    return Verdict(best_name, second_name, gap, gap > max(best.std, second.std))
-
-
-def beats(a: Summary, b: Summary) -> bool:
-    """Whether `a` is above `b` by more than the seeds' spread (the larger standard deviation)."""
-    return a.mean - b.mean > max(a.std, b.std)
+        return Verdict(ranked[0], None, None)
+    best, second = ranked[:2]
+    return Verdict(best, second, paired_difference(reported_on[best], reported_on[second]))

@@ -1,5 +1,6 @@
 """Stage `evaluate`: test accuracy, loss, sparsity, size and FLOPs of the dense networks and of
-every round, for every seed.
+every round, for every seed, and accuracy and loss on the validation split (what the report
+chooses on).
 
 Two files: `results/evaluations.json` with every seed's numbers, and the metrics file
 `results/metrics.json` with their mean and standard deviation under stable keys, dense → values
@@ -10,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from rewind.data import Dataset
-from rewind.metrics import evaluate
+from rewind.metrics import accuracy_and_loss, evaluate
 from rewind.stats import summarize
 from stages.shared import layout
 from stages.shared.device import device_for
@@ -51,7 +52,9 @@ def measure(params: Params, data: Dataset, folder: Path, seed: int) -> dict:
     model = load_model(params, data, layout.model(folder, seed), data.x_test.device)
     exclude = None if folder == layout.DENSE else params.prune.exclude
     masks = load_masks(layout.mask(folder, seed), model, exclude)
-    return evaluate(model, masks, data.x_test, data.y_test).as_dict()
+    val_accuracy, val_loss = accuracy_and_loss(model, data.x_val, data.y_val)
+    measured = evaluate(model, masks, data.x_test, data.y_test).as_dict()
+    return measured | {"val_accuracy": val_accuracy, "val_loss": val_loss, "test_examples": len(data.y_test)}
 
 
 def aggregate(seeds: dict[str, dict]) -> dict:

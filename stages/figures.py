@@ -61,8 +61,10 @@ def accuracy_vs_sparsity(strategies: list[str], rounds: dict, sparsity: dict[int
     return _png(fig)
 
 
-def accuracy_vs_budget(sweep_params, sweep: dict) -> bytes:
-    """One panel per sparsity: mean accuracy ± std against retraining epochs, per strategy."""
+def accuracy_vs_budget(sweep_params, sweep: dict, identical: dict[tuple[str, int], str]) -> bytes:
+    """One panel per sparsity: mean accuracy ± std against retraining epochs, per strategy. A point
+    where a strategy runs another's very plan (`identical`: (strategy, budget) → the other) is
+    hollow, and the legend says so: its equality with the other is by construction."""
     panels = sweep_params.sparsities
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=120, squeeze=False)
     count = len(sweep_params.strategies)
@@ -70,7 +72,7 @@ def accuracy_vs_budget(sweep_params, sweep: dict) -> bytes:
         for index, strategy in enumerate(sweep_params.strategies):
             points = [sweep[strategy, b][layout.sparsity_key(sp)] for b in sweep_params.budgets]
             dodge = 0.4 * (index - (count - 1) / 2)  # side by side, so equal values stay visible
-            ax.errorbar(
+            line = ax.errorbar(
                 [b + dodge for b in sweep_params.budgets],
                 [100 * p.mean for p in points],
                 yerr=[100 * p.std for p in points],
@@ -78,6 +80,17 @@ def accuracy_vs_budget(sweep_params, sweep: dict) -> bytes:
                 capsize=3,
                 label=strategy,
             )
+            same = [(b, p) for b, p in zip(sweep_params.budgets, points, strict=True) if (strategy, b) in identical]
+            if same:
+                ax.plot(
+                    [b + dodge for b, _ in same],
+                    [100 * p.mean for _, p in same],
+                    linestyle="none",
+                    marker=MARKERS[index % len(MARKERS)],
+                    markerfacecolor="white",
+                    color=line[0].get_color(),
+                    label=f"{strategy}: same plan as {identical[strategy, same[0][0]]}",
+                )
         ax.set_title(f"one-shot to {100 * sp:g}% sparsity")
         ax.set_xlabel("retraining budget (epochs)")
         ax.set_ylabel("test accuracy (%)")

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from rewind.checkpoint import save_tensors
-from rewind.data import Dataset, load_cifar10, load_digits, load_mnist
+from rewind.data import Dataset, hold_out, load_cifar10, load_digits, load_mnist
 from stages.shared import layout
 from stages.shared.entry import log, run_stage
 from stages.shared.params import Params
@@ -25,12 +25,13 @@ def load(params: Params) -> Dataset:
 
 
 def prepare(params: Params, args: argparse.Namespace) -> None:
-    data = load(params)
+    data = hold_out(load(params), params.data.validation_fraction, params.data.split_seed)
     save_tensors(layout.DATASET, data.tensors(), {"name": params.data.name, "num_classes": str(data.num_classes)})
     log.info(
-        "%s: %d train, %d test examples of shape %s",
+        "%s: %d train, %d validation, %d test examples of shape %s",
         params.data.name,
         len(data.y_train),
+        len(data.y_val),
         len(data.y_test),
         data.input_shape,
     )

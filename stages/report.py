@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rewind import RewindError
 from rewind.checkpoint import atomic_write_bytes, read_file
-from rewind.stats import Summary, beats, safe_sparsity, summarize, winner
+from rewind.stats import Difference, Summary, paired_difference, safe_sparsity, summarize, winner
+from rewind.strategies import Strategy, resolve
 from stages.shared import layout
 from stages.shared.entry import run_stage
 from stages.shared.params import Params
@@ -22,15 +23,18 @@ def read_json(path: Path) -> dict:
         raise RewindError(f"{path}: not valid JSON ({err})") from None
 
 
-def accuracy_summaries(params: Params, evaluations: dict) -> tuple[Summary, dict[str, dict[int, Summary]]]:
-    """Dense and per-(strategy, round) accuracy over seeds, checked to cover every seed."""
+def accuracy_summaries(
+    params: Params, evaluations: dict, key: str = "accuracy"
+) -> tuple[Summary, dict[str, dict[int, Summary]]]:
+    """Dense and per-(strategy, round) `key` (test `accuracy` or `val_accuracy`) over seeds, in
+    the seeds' order (for paired differences), checked to cover every seed."""
     path = layout.EVALUATIONS
 
     def summary(seeds: object, what: str) -> Summary:
         try:
-            return summarize([float(seeds[f"seed{s}"]["accuracy"]) for s in params.seeds])
+            return summarize([float(seeds[f"seed{s}"][key]) for s in params.seeds])
         except (KeyError, TypeError, ValueError):
-            raise RewindError(f"{path}: no accuracy for every seed of {what}") from None
+            raise RewindError(f"{path}: no {key} for every seed of {what}") from None
 
     dense = summary(evaluations.get("dense"), "dense")
     rounds = {
@@ -41,6 +45,14 @@ def accuracy_summaries(params: Params, evaluations: dict) -> tuple[Summary, dict
         for s in params.compare
     }
     return dense, rounds
+
+
+def test_images(evaluations: dict) -> int:
+    """How many test images every accuracy rests on (one image is 100/N points of one seed's)."""
+    try:
+        return int(next(iter(evaluations["dense"].values()))["test_examples"])
+    except (KeyError, TypeError, ValueError, StopIteration):
+        raise RewindError(f"{layout.EVALUATIONS}: no test_examples for the dense network") from None
 
 
 def sparsities(params: Params, metrics: dict) -> dict[int, float]:
@@ -67,34 +79,80 @@ def accuracy_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> 
     return "\n".join(lines)
 
 
-def winners_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
+def reference(names: list[str]) -> str:
+    """What the other strategies are compared with: fine-tuning, the standard, when present."""
+    return "ft" if "ft" in names else names[0]
+
+
+def difference_cell(difference: Difference) -> str:
+    """`+1.63 [+0.20, +3.06]` in points; bold when the interval excludes zero."""
+    if difference.n < 2:
+        return f"{100 * difference.mean:+.2f} (1 seed)"
+    text = f"{100 * difference.mean:+.2f} [{100 * difference.low:+.2f}, {100 * difference.high:+.2f}]"
+    return f"**{text}**" if difference.significant else text
+
+
+def differences_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
+    """Per round, every strategy's test accuracy minus the reference's, paired by seed, with its
+    95% interval; a strategy that runs the reference's very plan is marked, not tested."""
+    base = reference(params.compare)
+    others = [s for s in params.compare if s != base]
     lines = [
-        "| sparsity | winner | runner-up | lead (points) | lead beyond the seeds' spread? |",
+        "| round | sparsity | " + " | ".join(f"{s} − {base}" for s in others) + " |",
+        "|---:|---:|" + "---:|" * len(others),
+    ]
+    for spec in params.rounds:
+        cells = [
+            f"≡ {base} (same plan)"
+            if same_plan(params, s, base)
+            else difference_cell(paired_difference(rounds[s][spec.id], rounds[base][spec.id]))
+            for s in others
+        ]
+        lines.append(f"| {spec.id} | {100 * sparsity[spec.id]:.2f}% | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict[int, float]) -> str:
+    lines = [
+        "| sparsity | winner (on validation) | runner-up | winner − runner-up on test, 95% CI | supported? |",
         "|---:|---|---|---:|---|",
     ]
     for spec in params.rounds:
-        verdict = winner({s: rounds[s][spec.id] for s in params.compare})
-        lead = f"{100 * verdict.gap:.2f}" if verdict.runner_up else "–"
-        beyond = "yes" if verdict.beyond_spread else "no"
-        runner_up = verdict.runner_up or "–"
-        if verdict.gap == 0:
-            runner_up += " (tie)"
-        lines.append(f"| {100 * sparsity[spec.id]:.2f}% | {verdict.winner} | {runner_up} | {lead} | {beyond} |")
+        verdict = winner(
+            {s: val_rounds[s][spec.id] for s in params.compare}, {s: rounds[s][spec.id] for s in params.compare}
+        )
+        if verdict.lead is None:
+            lines.append(f"| {100 * sparsity[spec.id]:.2f}% | {verdict.winner} | – | – | – |")
+            continue
+        supported = "no verdict (1 seed)" if verdict.lead.n < 2 else "yes" if verdict.lead.significant else "no"
+        lines.append(
+            f"| {100 * sparsity[spec.id]:.2f}% | {verdict.winner} | {verdict.runner_up} | "
+            f"{difference_cell(verdict.lead)} | {supported} |"
+        )
     return "\n".join(lines)
 
 
 def headline(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
-    """The paper's claim, checked at the highest sparsity: both rewinding strategies beat ft."""
+    """The paper's claim, checked at the highest sparsity: both rewinding strategies beat ft, each
+    by a paired 95% interval that excludes zero."""
     if not {"ft", "wr", "lrr"} <= set(params.compare):
         return "The paper's claim needs ft, wr and lrr in `compare`; it is not checked here."
     last = params.rounds[-1].id
     ft, wr, lrr = (rounds[s][last] for s in ("ft", "wr", "lrr"))
-    both = beats(wr, ft) and beats(lrr, ft)
-    verdict = "**holds**" if both else "**does not hold** by more than the seeds' spread"
+    gains = {s: paired_difference(rounds[s][last], ft) for s in ("wr", "lrr")}
+    where = f"At the highest sparsity ({100 * sparsity[last]:.2f}%)"
+    numbers = f"ft {cell(ft)}, wr {cell(wr)}, lrr {cell(lrr)}"
+    if ft.n < 2:
+        return (
+            f"{where}, the paper's finding — both rewinding strategies above fine-tuning — cannot be judged: "
+            f"one seed gives no confidence interval ({numbers}). Add seeds to `seeds`."
+        )
+    verdict = "**holds**" if all(gain.low > 0 for gain in gains.values()) else "**is not supported**"
     return (
-        f"At the highest sparsity ({100 * sparsity[last]:.2f}%), the paper's finding — both rewinding strategies "
-        f"above fine-tuning — {verdict}: ft {cell(ft)}, wr {cell(wr)}, lrr {cell(lrr)} "
-        f'(mean ± std over {ft.n} seeds; "beyond the spread" means the lead exceeds the larger std).'
+        f"{where}, the paper's finding — both rewinding strategies above fine-tuning — {verdict}: "
+        f"wr − ft {difference_cell(gains['wr'])}, lrr − ft {difference_cell(gains['lrr'])} points "
+        f"({numbers}; mean ± std over {ft.n} seeds; differences paired by seed with 95% confidence intervals "
+        "from Student's t; it holds when both intervals lie above zero)."
     )
 
 
@@ -125,38 +183,91 @@ def size_table(params: Params, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def sweep_results(params: Params) -> dict[tuple[str, int], dict[str, Summary]]:
-    """(strategy, budget) → sparsity → accuracy over seeds, from every sweep stage's file."""
+def same_plan(params: Params, a: str, b: str, budget: int | None = None) -> bool:
+    """Whether strategies `a` and `b` (at `budget`, or each at its own) retrain exactly alike: the
+    same start weights, rates, data order and pruning. Then their results are equal by
+    construction (fine-tuning and lrr, whenever the budget replays only the final rate), and a
+    tie between them is no finding."""
+
+    def plan(name: str) -> tuple:
+        spec = params.strategies[name]
+        strategy = Strategy(name, spec.weights, spec.rates, spec.budget if budget is None else budget)
+        return resolve(strategy, params.train.schedule(), params.train.epochs), params.pruning_method(name)
+
+    return plan(a) == plan(b)
+
+
+Sweep = dict[tuple[str, int], dict[str, Summary]]
+
+
+def sweep_results(params: Params, key: str = "accuracy") -> Sweep:
+    """(strategy, budget) → sparsity key → `key` (test `accuracy` or `val_accuracy`) over seeds,
+    from every sweep stage's file."""
     results = {}
     for strategy in params.sweep.strategies:
         path = layout.sweep_result(strategy)
         data = read_json(path)
         try:
             for budget in params.sweep.budgets:
+                by_sparsity = data["budgets"][str(budget)]
                 results[strategy, budget] = {
-                    layout.sparsity_key(sp): summarize(
-                        [float(a) for a in data["budgets"][str(budget)][layout.sparsity_key(sp)]["accuracy"]]
-                    )
+                    layout.sparsity_key(sp): summarize([float(a) for a in by_sparsity[layout.sparsity_key(sp)][key]])
                     for sp in params.sweep.sparsities
                 }
         except (KeyError, TypeError, ValueError):
-            raise RewindError(f"{path}: no accuracies for every sweep budget and sparsity") from None
+            raise RewindError(f"{path}: no {key} for every sweep budget and sparsity") from None
     return results
 
 
-def sweep_table(params: Params, sweep: dict) -> str:
+def sweep_table(params: Params, sweep: Sweep) -> str:
+    """Test accuracy per budget, and each strategy against the reference, paired by seed."""
+    names = params.sweep.strategies
+    base = reference(names)
+    others = [s for s in names if s != base]
     lines = [
-        "| sparsity | budget (epochs) | " + " | ".join(params.sweep.strategies) + " |",
-        "|---:|---:|" + "---:|" * len(params.sweep.strategies),
+        "| sparsity | budget (epochs) | " + " | ".join([*names, *(f"{s} − {base}" for s in others)]) + " |",
+        "|---:|---:|" + "---:|" * (len(names) + len(others)),
     ]
     for sp in params.sweep.sparsities:
+        key = layout.sparsity_key(sp)
         for budget in params.sweep.budgets:
-            lines.append(
-                f"| {100 * sp:.1f}% | {budget} | "
-                + " | ".join(cell(sweep[s, budget][layout.sparsity_key(sp)]) for s in params.sweep.strategies)
-                + " |"
-            )
+            gains = [
+                f"≡ {base} (same plan)"
+                if same_plan(params, s, base, budget)
+                else difference_cell(paired_difference(sweep[s, budget][key], sweep[base, budget][key]))
+                for s in others
+            ]
+            accuracies = [cell(sweep[s, budget][key]) for s in names]
+            lines.append(f"| {100 * sp:.1f}% | {budget} | " + " | ".join(accuracies + gains) + " |")
     return "\n".join(lines)
+
+
+def best_budgets_table(params: Params, sweep: Sweep, val_sweep: Sweep) -> str:
+    """Per strategy and sparsity, the budget with the best validation accuracy, and its test accuracy."""
+    lines = [
+        "| sparsity | " + " | ".join(params.sweep.strategies) + " |",
+        "|---:|" + "---|" * len(params.sweep.strategies),
+    ]
+    for sp in params.sweep.sparsities:
+        key = layout.sparsity_key(sp)
+        cells = []
+        for s in params.sweep.strategies:
+            best = max(params.sweep.budgets, key=lambda budget: val_sweep[s, budget][key].mean)
+            cells.append(f"{best} epochs: {cell(sweep[s, best][key])}")
+        lines.append(f"| {100 * sp:.1f}% | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def identical_plans(params: Params) -> dict[tuple[str, int], str]:
+    """(strategy, budget) → the reference strategy whose plan it repeats, for the sweep figure."""
+    base = reference(params.sweep.strategies)
+    return {
+        (s, budget): base
+        for s in params.sweep.strategies
+        if s != base
+        for budget in params.sweep.budgets
+        if same_plan(params, s, base, budget)
+    }
 
 
 def accuracy_csv(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
@@ -185,17 +296,23 @@ def report(params: Params, args: argparse.Namespace) -> None:
     metrics = read_json(layout.METRICS)
     evaluations = read_json(layout.EVALUATIONS)
     dense, rounds = accuracy_summaries(params, evaluations)
+    _, val_rounds = accuracy_summaries(params, evaluations, "val_accuracy")
     sparsity = sparsities(params, metrics)
-    sweep = sweep_results(params)
+    sweep, val_sweep = sweep_results(params), sweep_results(params, "val_accuracy")
     histories = {s: read_json(layout.history(layout.DENSE, s))["epochs"] for s in params.seeds}
+    images = test_images(evaluations)
     from stages import figures  # matplotlib is imported only here
 
     accuracy = accuracy_table(params, rounds, sparsity)
+    base = reference(params.compare)
     text = f"""# Retraining after pruning
 
 {params.model.name} on {params.data.name}, dense training {params.train.epochs} epochs; every number is the
 mean ± standard deviation over {len(params.seeds)} seeds ({", ".join(map(str, params.seeds))}), test accuracy in %.
-Dense network: **{cell(dense)}**.
+Dense network: **{cell(dense)}**. Each accuracy rests on {images:,} test images: one image is
+{100 / images:.2f} points of one seed's accuracy. Choices (the winner, the best budget) are made on a
+separate validation split ({100 * params.data.validation_fraction:g}% of the test images, held out) and
+reported on test.
 
 {headline(params, rounds, sparsity)}
 
@@ -207,9 +324,20 @@ Budgets: {", ".join(f"{s} {params.strategies[s].budget} epochs" for s in params.
 
 ![accuracy vs sparsity]({layout.ACCURACY_PNG.name})
 
+### Against {base}, paired by seed
+
+Test accuracy minus {base}'s, in points, seed by seed: mean and 95% confidence interval (Student's t,
+n − 1 degrees of freedom); **bold** where the interval excludes zero. Every strategy of a seed starts
+from the same dense network and sees the same data order, so pairing removes what the seed does to both.
+
+{differences_table(params, rounds, sparsity)}
+
 ## Which strategy wins at each sparsity
 
-{winners_table(params, rounds, sparsity)}
+The winner has the best mean validation accuracy; its lead over the runner-up is measured on test,
+paired by seed, with a 95% interval: a lead the seeds support excludes zero.
+
+{winners_table(params, rounds, val_rounds, sparsity)}
 
 ## Safe compression
 
@@ -224,7 +352,16 @@ The highest sparsity whose mean accuracy is within one standard deviation of the
 
 ## Accuracy against retraining budget (one-shot pruning from the dense network)
 
+Test accuracy; "≡ {reference(params.sweep.strategies)} (same plan)" marks a budget at which a
+strategy retrains exactly as {reference(params.sweep.strategies)} does (the same weights, rates and
+data: lrr replays only the final rate when the budget does not reach back past the last
+milestone), so their equality is no finding.
+
 {sweep_table(params, sweep)}
+
+Each strategy's best budget, chosen on validation, with its test accuracy:
+
+{best_budgets_table(params, sweep, val_sweep)}
 
 ![accuracy vs budget]({layout.BUDGET_PNG.name})
 
@@ -232,15 +369,19 @@ The highest sparsity whose mean accuracy is within one standard deviation of the
 
 ![dense training]({layout.DENSE_PNG.name})
 """
-    atomic_write_bytes(layout.REPORT, text.encode())
-    atomic_write_bytes(layout.ACCURACY_CSV, accuracy_csv(params, rounds, sparsity).encode())
-    atomic_write_bytes(layout.BUDGET_CSV, budget_csv(params, sweep).encode())
-    atomic_write_bytes(layout.ACCURACY_PNG, figures.accuracy_vs_sparsity(params.compare, rounds, sparsity, dense))
-    atomic_write_bytes(layout.BUDGET_PNG, figures.accuracy_vs_budget(params.sweep, sweep))
-    atomic_write_bytes(layout.DENSE_PNG, figures.dense_training(histories))
+    outputs = {  # all made before any is written: a failure leaves the previous report whole
+        layout.REPORT: text.encode(),
+        layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
+        layout.BUDGET_CSV: budget_csv(params, sweep).encode(),
+        layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.compare, rounds, sparsity, dense),
+        layout.BUDGET_PNG: figures.accuracy_vs_budget(params.sweep, sweep, identical_plans(params)),
+        layout.DENSE_PNG: figures.dense_training(histories),
+    }
+    for path, payload in outputs.items():
+        atomic_write_bytes(path, payload)
     summary = f"Dense test accuracy: {cell(dense)} (mean ± std over {dense.n} seeds)"
     print(f"\n{summary}\n\n{accuracy}\n\n{headline(params, rounds, sparsity)}\n")
 
 
 if __name__ == "__main__":
-    run_stage(report, "Write the comparison report, plot data and figures.")
+    run_stage(report, "Write the report: tables, paired intervals, figures.")

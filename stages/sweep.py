@@ -1,5 +1,6 @@
-"""Stage `sweep@<strategy>`: accuracy after one-shot pruning to each sweep sparsity and retraining
-for each budget, for every seed (the paper's accuracy-vs-retraining-epochs curves).
+"""Stage `sweep@<strategy>`: test and validation accuracy after one-shot pruning to each sweep
+sparsity and retraining for each budget, for every seed (the paper's accuracy-vs-retraining-epochs
+curves; the report picks each strategy's best budget on validation).
 
 It shares the prune and retrain stages' code: the masks are pruned from the dense network
 exactly as a one-shot `prune` stage would, then retrained exactly as `retrain` would. All budgets
@@ -10,7 +11,7 @@ import argparse
 import dataclasses
 import time
 
-from rewind.metrics import evaluate
+from rewind.metrics import accuracy_and_loss, evaluate
 from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
@@ -32,6 +33,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     architecture = new_model(params, data, seed=0)  # to check the dense files against
     strategies = {budget: dataclasses.replace(base, budget=budget) for budget in params.sweep.budgets}
     accuracies: dict[tuple[int, float], list[float]] = {}
+    val_accuracies: dict[tuple[int, float], list[float]] = {}
     for sparsity in params.sweep.sparsities:
         for seed in params.seeds:
             dense_model, dense_mask = layout.model(layout.DENSE, seed), layout.mask(layout.DENSE, seed)
@@ -46,11 +48,18 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
                 accuracies.setdefault((budget, sparsity), []).append(
                     evaluate(model, masks, data.x_test, data.y_test).accuracy
                 )
+                val_accuracies.setdefault((budget, sparsity), []).append(
+                    accuracy_and_loss(model, data.x_val, data.y_val)[0]
+                )
     for (budget, sparsity), values in accuracies.items():
         log.info("%s budget %d at sparsity %g: accuracy %s", args.strategy, budget, sparsity, values)
     results = {
         str(budget): {
-            layout.sparsity_key(sparsity): {"accuracy": accuracies[budget, sparsity], "seeds": list(params.seeds)}
+            layout.sparsity_key(sparsity): {
+                "accuracy": accuracies[budget, sparsity],
+                "val_accuracy": val_accuracies[budget, sparsity],
+                "seeds": list(params.seeds),
+            }
             for sparsity in params.sweep.sparsities
         }
         for budget in params.sweep.budgets

@@ -23,7 +23,7 @@ def load_dataset(device: torch.device) -> Dataset:
     except (KeyError, ValueError):
         raise RewindError(f"{layout.DATASET}: metadata lacks num_classes") from None
     data = Dataset.from_tensors(tensors, num_classes, str(layout.DATASET))
-    return Dataset(*(t.to(device) for t in data.tensors().values()), num_classes=num_classes)
+    return Dataset(**{name: t.to(device) for name, t in data.tensors().items()}, num_classes=num_classes)
 
 
 def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:

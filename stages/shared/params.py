@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rewind import RewindError
 from rewind.checkpoint import read_file
-from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes
+from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes, validation_size
 from rewind.models import MODELS, architecture, prunable_names
 from rewind.prune import excluded
 from rewind.schedule import StepSchedule
@@ -45,6 +45,7 @@ class DataParams(Strict):
     name: str
     split_seed: Seed
     test_fraction: Fraction
+    validation_fraction: Fraction  # of the test split, held out for choices (budgets, winners)
     root: str | None  # the folder of a published dataset's files; null for digits
 
 
@@ -240,9 +241,14 @@ def consistency_problems(params: Params) -> list[str]:
         problems.append(f"train.warmup_epochs: {params.train.warmup_epochs} must be below train.epochs ({epochs})")
     if params.data.name == "digits":
         try:
-            split_sizes(DIGITS_IMAGES, SHAPES["digits"][1], params.data.test_fraction)
+            test_images = split_sizes(DIGITS_IMAGES, SHAPES["digits"][1], params.data.test_fraction)[1]
         except RewindError as err:
             problems.append(f"data.test_fraction: {err}")
+        else:
+            try:
+                validation_size(test_images, params.data.validation_fraction)
+            except RewindError as err:
+                problems.append(f"data.validation_fraction: {err}")
     for name, spec in params.strategies.items():
         if not STRATEGY_NAME.match(name):
             problems.append(f"strategies.{name}: a name is lowercase letters, digits and _, starting with a letter")

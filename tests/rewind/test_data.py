@@ -1,13 +1,14 @@
 import gzip
 import pickle
 import struct
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from rewind import RewindError
-from rewind.data import Dataset, batches, load_cifar10, load_digits, load_mnist
+from rewind.data import Dataset, batches, hold_out, load_cifar10, load_digits, load_mnist
 
 
 def test_digits_split_is_stratified_seeded_and_scaled():
@@ -30,7 +31,11 @@ def test_batches_cover_every_example_once():
 
 
 def test_from_tensors_names_the_source_on_bad_shapes():
-    data = load_digits(0.25, 0)
+    data = hold_out(load_digits(0.25, 0), 0.2, 0)
+    rebuilt = Dataset.from_tensors(data.tensors(), 10, "prepared.safetensors")
+    assert all(torch.equal(rebuilt.tensors()[name], tensor) for name, tensor in data.tensors().items())
+    with pytest.raises(RewindError, match="val split"):
+        Dataset.from_tensors(load_digits(0.25, 0).tensors(), 10, "prepared.safetensors")
     tensors = data.tensors()
     tensors["x_test"] = tensors["x_test"][:5]
     with pytest.raises(RewindError, match="prepared.safetensors: test split"):
@@ -212,3 +217,26 @@ def test_mnist_refuses_truncated_wrong_shape_and_wrong_magic(tmp_path):
     path.unlink()
     with pytest.raises(RewindError, match=r"neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz found"):
         load_mnist(folder)
+
+
+def test_hold_out_moves_a_seeded_random_part_of_test_to_validation():
+    data = load_digits(0.25, 0)
+    held = hold_out(data, 0.2, seed=7)
+    assert (len(held.y_val), len(held.y_test)) == (90, 360)
+    assert torch.equal(held.x_train, data.x_train), "training data is untouched"
+
+    def images(x):
+        return Counter(tuple(image.flatten().tolist()) for image in x)
+
+    assert images(held.x_val) + images(held.x_test) == images(data.x_test), "a partition of the test split"
+    again, other = hold_out(data, 0.2, seed=7), hold_out(data, 0.2, seed=8)
+    assert torch.equal(again.y_val, held.y_val) and torch.equal(again.x_test, held.x_test), "fixed by the seed"
+    assert not torch.equal(other.x_val, held.x_val)
+
+
+def test_hold_out_needs_both_splits():
+    data = load_digits(0.25, 0)
+    with pytest.raises(RewindError, match="holds out 0 of 450 test images"):
+        hold_out(data, 0.001, seed=0)
+    with pytest.raises(RewindError, match="holds out 450 of 450"):
+        hold_out(data, 0.9999, seed=0)
