@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.tasks import stage_env
+from stages.shared import layout
 
-PROJECT_FILES = ["rewind", "stages", "pipeline", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [*layout.PROJECT_FILES, "params.yaml"]
 
 
 def fresh_copy(source: Path, target: Path) -> Path:

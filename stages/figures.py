@@ -22,10 +22,12 @@ def _png(fig) -> bytes:
 MARKERS = "osD^vP*Xh"
 
 
-def accuracy_vs_sparsity(strategies: list[str], rounds: dict, sparsity: dict[int, float], dense: Summary) -> bytes:
+def accuracy_vs_sparsity(
+    strategies: list[str], rounds: dict, sparsity: dict[int, float], dense: Summary, paper: dict[tuple[str, int], float]
+) -> bytes:
     """Mean accuracy per strategy with a ±1 std band, against weights remaining on a log axis;
     the right panel zooms on the strategies within 10 points of dense, where the paper's
-    comparison happens."""
+    comparison happens. `paper`: (strategy, round) → the paper's median, drawn as crosses."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
     keys = sorted(sparsity)
     remaining = [100 * (1 - sparsity[k]) for k in keys]
@@ -44,6 +46,9 @@ def accuracy_vs_sparsity(strategies: list[str], rounds: dict, sparsity: dict[int
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(remaining, low, high, color=color, alpha=0.15)
+            published = [(100 * (1 - sparsity[k]), 100 * paper[strategy, k]) for k in keys if (strategy, k) in paper]
+            if published:
+                ax.plot(*zip(*published, strict=True), "x", color=color, markersize=8, label=f"{strategy}: the paper")
         ax.axhline(
             100 * dense.mean, color="black", linestyle="--", linewidth=1, label=f"dense ({100 * dense.mean:.1f}%)"
         )

@@ -79,6 +79,45 @@ def accuracy_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> 
     return "\n".join(lines)
 
 
+def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int, float]) -> str:
+    """Ours beside the paper's median (min-max over its trials) where the paper ran the same
+    network, pruning, schedule, strategy, density and budget."""
+    from stages import paper
+
+    if not paper.comparable(params):
+        return (
+            f"The paper ran no {params.model.name} on {params.data.name} with this pruning "
+            "(it published CIFAR-10 ResNet-20/56/110 with global magnitude pruning and filter pruning): "
+            "nothing to set beside these numbers."
+        )
+    published = paper.pruned(params, sparsity)
+    theirs = paper.dense(params)
+    lines = [
+        "| sparsity | strategy | ours | paper: median (min–max) | trials | ours − paper |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    if theirs is not None:
+        lines.append(
+            f"| 0.00% | dense | {cell(dense)} | {published_cell(theirs)} | {theirs.trials} | "
+            f"{100 * (dense.mean - theirs.median):+.2f} |"
+        )
+    for spec in params.rounds:
+        for s in params.compare:
+            if (s, spec.id) in published:
+                found = published[s, spec.id]
+                lines.append(
+                    f"| {100 * sparsity[spec.id]:.2f}% | {s} | {cell(rounds[s][spec.id])} | {published_cell(found)} | "
+                    f"{found.trials} | {100 * (rounds[s][spec.id].mean - found.median):+.2f} |"
+                )
+    if len(lines) == 2 + (theirs is not None):
+        lines.append("| – | – | – | the paper ran none of these strategy, budget and density combinations | – | – |")
+    return "\n".join(lines)
+
+
+def published_cell(found) -> str:
+    return f"{100 * found.median:.2f} ({100 * found.low:.2f}–{100 * found.high:.2f})"
+
+
 def reference(names: list[str]) -> str:
     """What the other strategies are compared with: fine-tuning, the standard, when present."""
     return "ft" if "ft" in names else names[0]
@@ -301,7 +340,9 @@ def report(params: Params, args: argparse.Namespace) -> None:
     sweep, val_sweep = sweep_results(params), sweep_results(params, "val_accuracy")
     histories = {s: read_json(layout.history(layout.DENSE, s))["epochs"] for s in params.seeds}
     images = test_images(evaluations)
-    from stages import figures  # matplotlib is imported only here
+    from stages import figures, paper  # matplotlib is imported only here
+
+    published = {key: found.median for key, found in paper.pruned(params, sparsity).items()}
 
     accuracy = accuracy_table(params, rounds, sparsity)
     base = reference(params.compare)
@@ -331,6 +372,13 @@ n − 1 degrees of freedom); **bold** where the interval excludes zero. Every st
 from the same dense network and sees the same data order, so pairing removes what the seed does to both.
 
 {differences_table(params, rounds, sparsity)}
+
+## The paper's numbers beside ours
+
+Test accuracy, %: ours (mean ± std over seeds) and the paper's published runs at the same network,
+pruning, schedule, strategy, density and budget (median, min–max over its trials).
+
+{paper_table(params, rounds, dense, sparsity)}
 
 ## Which strategy wins at each sparsity
 
@@ -373,7 +421,7 @@ Each strategy's best budget, chosen on validation, with its test accuracy:
         layout.REPORT: text.encode(),
         layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
         layout.BUDGET_CSV: budget_csv(params, sweep).encode(),
-        layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.compare, rounds, sparsity, dense),
+        layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.compare, rounds, sparsity, dense, published),
         layout.BUDGET_PNG: figures.accuracy_vs_budget(params.sweep, sweep, identical_plans(params)),
         layout.DENSE_PNG: figures.dense_training(histories),
     }

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.shared import layout
+
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["rewind", "stages", "pipeline", "dvc.yaml", ".dvcignore", ".gitignore"]
+PROJECT_FILES = layout.PROJECT_FILES
 VENV_BIN = str(Path(sys.executable).parent)
 
 

@@ -8,6 +8,9 @@ The dense run and every pruning round are "points": a folder with `models/` and 
 import os
 from pathlib import Path
 
+# What a copy of the project needs to run the pipeline (besides its params.yaml): the benchmark
+# and the tests make such copies.
+PROJECT_FILES = ("rewind", "stages", "pipeline", "paper", "dvc.yaml", ".dvcignore", ".gitignore")
 PARAMS_OK = Path("results/params.ok")
 DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")
