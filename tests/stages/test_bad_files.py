@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rewind.checkpoint import load_tensors, save_tensors
-from tests.conftest import make_project, run, tiny_params
+from tests.conftest import copy_of, run
 
 FILES = {
     "dataset": ("data/prepared/dataset.safetensors", ["stages.train"]),
@@ -53,14 +53,9 @@ def torch_pickle(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("bad") / "p", tiny_params())
-    for stage in ("validate", "prepare", "train"):
-        run([sys.executable, "-m", f"stages.{stage}"], project)
-    for stage in ("prune", "retrain"):
-        for strategy in ("ft", "wr"):
-            run([sys.executable, "-m", f"stages.{stage}", "--strategy", strategy, "--round", "0"], project)
-    return project
+def built(reproduced, tmp_path_factory) -> Path:
+    """The reproduced tiny project, copied: every file a stage loads is there to damage."""
+    return copy_of(reproduced[0], tmp_path_factory.mktemp("bad") / "p")
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_byte, pickle_bomb, torch_pickle])
@@ -84,8 +79,12 @@ def test_damaged_file_is_refused_naming_it(built, kind, damage):
 
 def test_missing_input_names_the_file(built):
     mask = built / "runs/ft/round-1/masks/seed-0.safetensors"
-    result = run([sys.executable, "-m", "stages.retrain", "--strategy", "ft", "--round", "1"], built, check=False)
-    assert not mask.exists()
+    aside = mask.with_name("aside")
+    mask.rename(aside)
+    try:
+        result = run([sys.executable, "-m", "stages.retrain", "--strategy", "ft", "--round", "1"], built, check=False)
+    finally:
+        aside.rename(mask)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: runs/ft/round-1/masks/seed-0.safetensors: file not found"
 
@@ -100,19 +99,18 @@ def test_unknown_strategy_and_round_on_the_command_line(built):
 def test_divergence_names_strategy_round_and_epoch_and_keeps_inputs(built):
     params = built / "params.yaml"
     original = params.read_text()
-    mask = built / "runs/ft/round-0/masks/seed-0.safetensors"
-    before = mask.read_bytes()
+    mask = built / "runs/lrr/round-0/masks/seed-0.safetensors"
+    models = sorted((built / "runs/lrr/round-0/models").iterdir())
+    before = {path: path.read_bytes() for path in [mask, *models]}
     try:
         params.write_text(original.replace("lr: 0.1", "lr: 1.0e+30"))
-        run([sys.executable, "-m", "stages.prune", "--strategy", "lrr", "--round", "0"], built)
         result = run([sys.executable, "-m", "stages.retrain", "--strategy", "lrr", "--round", "0"], built, check=False)
     finally:
         params.write_text(original)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: lrr round 0 seed 0: training diverged: loss is nan in epoch 1 of 2"), error
-    assert mask.read_bytes() == before
-    assert not (built / "runs/lrr/round-0/models").exists()
+    assert {path: path.read_bytes() for path in before} == before, "the input mask and the last good models stay"
 
 
 def stage(built: Path, *args: str, **popen):

@@ -381,7 +381,7 @@ def check_stages(project: Path, change: dict, params: dict) -> str:
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from stages.shared.resumable import PROGRESS, scratch_dir
-from tests.conftest import dvc, make_project, project_env, run, tiny_params
+from tests.conftest import copy_of, dvc, make_project, project_env, run, tiny_params
 
-SEEDS, EPOCHS = [0, 1, 2], 60
+SEEDS, EPOCHS = [0, 1, 2], 40
 TRAIN = [sys.executable, "-m", "stages.train"]
 
 
@@ -57,17 +57,26 @@ def epochs_done(project: Path, seed: int) -> int:
     return len(list((project / scratch_dir(f"train/seed-{seed}")).glob("epoch-*.safetensors"))) - 1
 
 
-def fresh_copy(tmp_path: Path) -> Path:
-    project = make_project(tmp_path / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": SEEDS}))
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A project with 3 seeds of 40 epochs, validated and prepared: each test trains a copy."""
+    project = make_project(
+        tmp_path_factory.mktemp("prepared") / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": SEEDS})
+    )
     for stage in ("validate", "prepare"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
     return project
 
 
+@pytest.fixture
+def fresh(prepared, tmp_path) -> Path:
+    return copy_of(prepared, tmp_path / "p")
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict[str, str]:
+def reference(prepared, tmp_path_factory) -> dict[str, str]:
     """The outputs of an uninterrupted run."""
-    project = fresh_copy(tmp_path_factory.mktemp("resume"))
+    project = copy_of(prepared, tmp_path_factory.mktemp("resume") / "p")
     run(TRAIN, project)
     files = outputs(project)
     assert sum("/checkpoints/" in name for name in files) == len(SEEDS) * (EPOCHS + 1)
@@ -81,11 +90,12 @@ KILL_POINTS = {
     "last seed, near its end": lambda p: epochs_done(p, 2) >= EPOCHS - 5,
     "while writing the outputs": lambda p: (p / "runs/dense/checkpoints/seed-0").exists(),
 }
+DIRECT = [point for point in KILL_POINTS if point != "middle seed, mid-run"]  # dvc repro -s kills it below
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_killed_training_resumes_bit_identically(reference, tmp_path, point):
-    project = fresh_copy(tmp_path)
+@pytest.mark.parametrize("point", DIRECT)
+def test_killed_training_resumes_bit_identically(reference, fresh, point):
+    project = fresh
     kill_when(start(TRAIN, project), lambda: KILL_POINTS[point](project))
     rerun = run(TRAIN, project)
     assert "resuming after epoch" in rerun.stderr
@@ -101,8 +111,8 @@ def test_killed_training_resumes_bit_identically(reference, tmp_path, point):
         (["repro", "train"], "first seed, mid-run"),  # the whole chain up to train, as `dvc repro` runs it
     ],
 )
-def test_killed_dvc_repro_resumes_under_dvc_and_status_tells_the_truth(reference, tmp_path, command, point):
-    project = fresh_copy(tmp_path)
+def test_killed_dvc_repro_resumes_under_dvc_and_status_tells_the_truth(reference, fresh, command, point):
+    project = fresh
     kill_when(start([sys.executable, "-m", "dvc", *command], project), lambda: KILL_POINTS[point](project))
     assert "train" in dvc("status", "train", cwd=project).stdout, "a killed stage is not up to date"
     result = dvc(*command, cwd=project)  # one rerun is enough: no stale lock, nothing lost
@@ -111,10 +121,10 @@ def test_killed_dvc_repro_resumes_under_dvc_and_status_tells_the_truth(reference
     assert "up to date" in dvc("status", "train", cwd=project).stdout
 
 
-def test_kill_during_a_progress_write_is_survived(reference, tmp_path):
+def test_kill_during_a_progress_write_is_survived(reference, fresh):
     """A kill mid-write leaves a temporary file and the previous progress; a torn progress file
     (as a non-atomic writer would leave) is refused and training starts afresh; both end right."""
-    project = fresh_copy(tmp_path)
+    project = fresh
     kill_when(start(TRAIN, project), lambda: epochs_done(project, 0) >= 10)
     progress = project / scratch_dir("train/seed-0") / PROGRESS
     (progress.parent / f".{PROGRESS}.torn.tmp").write_bytes(progress.read_bytes()[:1000])
@@ -124,8 +134,8 @@ def test_kill_during_a_progress_write_is_survived(reference, tmp_path):
     assert outputs(project) == reference
 
 
-def test_progress_of_other_params_is_not_trusted(reference, tmp_path):
-    project = fresh_copy(tmp_path)
+def test_progress_of_other_params_is_not_trusted(reference, fresh):
+    project = fresh
     kill_when(start(TRAIN, project), lambda: epochs_done(project, 0) >= 10)
     (project / "params.yaml").write_text(
         (project / "params.yaml").read_text().replace("momentum: 0.9", "momentum: 0.8")
@@ -135,8 +145,8 @@ def test_progress_of_other_params_is_not_trusted(reference, tmp_path):
     assert outputs(project) != reference
 
 
-def test_a_second_run_of_a_running_stage_stops_naming_the_first(tmp_path):
-    project = fresh_copy(tmp_path)
+def test_a_second_run_of_a_running_stage_stops_naming_the_first(fresh):
+    project = fresh
     first = start(TRAIN, project)
     try:
         kill_when_ready = time.monotonic() + 60
