@@ -6,6 +6,7 @@ its own fresh `git clone` of A, the way a teammate would, and leaves A as it fou
 """
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ UNREACHABLE = "/proc/nonexistent/remote"  # /proc refuses new directories, even 
 # validate, evaluate and report write git-tracked, `persist` outputs: DVC keeps no run-cache
 # entry for them, so without a dvc.lock they run again; every other stage comes from the cache.
 UNCACHED = {"validate", "evaluate", "report"}
+MAKE_FAILED = re.compile(r"make(\[\d+\])?: \*\*\*")  # make's own line; make[1] when run under `make test`
 
 
 def ran(output: str) -> set[str]:
@@ -62,7 +64,7 @@ def one_line_failure(result, *words: str) -> str:
     """The one line a failed make target printed (make's own `make: ***` line aside)."""
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line and not line.startswith("make: ***")]
+    lines = [line for line in result.stderr.splitlines() if line and not MAKE_FAILED.match(line)]
     assert len(lines) == 1, result.stderr
     for word in words:
         assert word in lines[0]

@@ -20,7 +20,6 @@ and the property needs many. Tracebacks are what escapes the entry point; tests 
 """
 
 import contextlib
-import copy
 import hashlib
 import io
 import json
@@ -212,14 +211,8 @@ def changes(draw) -> dict:
 
 
 def applied(change: dict) -> dict:
-    doc = copy.deepcopy(BASE)
-    for dotted, value in change.items():
-        *path, last = dotted.split(".")
-        node = doc
-        for key in path:
-            node = node[key]
-        node[last] = value
-    return doc
+    """The tiny params with `change` (dotted keys) applied."""
+    return tiny_params(**change)
 
 
 # ---------------------------------------------------------------------------------------------
