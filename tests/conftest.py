@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny copy of the project in a temporary git repo, run with real dvc."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -101,12 +102,20 @@ def tiny_project(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory) -> tuple[Path, str]:
     """The tiny project after one `dvc repro`, results committed, with DVC's output of that run.
-    Reproducing takes a minute here: modules copy it (`copy_of`) instead of reproducing again."""
-    path = make_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_params())
-    first = dvc("repro", cwd=path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "results"], path)
-    return path, first.stdout
+    Reproducing takes a minute here: it is built once per test run, by whichever pytest-xdist
+    worker needs it first, under a lock the others wait on; tests copy it (`copy_of`)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder
+    path, output = shared / "reproduced" / "project", shared / "reproduced" / "repro-output.txt"
+    with open(shared / "reproduced.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not output.exists():
+            make_project(path, tiny_params())
+            first = dvc("repro", cwd=path)
+            run(["git", "add", "-A"], path)
+            run(["git", "commit", "-qm", "results"], path)
+            output.write_text(first.stdout)
+    return path, output.read_text()
 
 
 def copy_of(project: Path, destination: Path) -> Path:
