@@ -3,9 +3,12 @@
 safetensors never unpickles, so a crafted file cannot run code on load; the SHA-256 of the
 tensor bytes, stored in the header, makes a truncated or altered file fail loudly instead of
 loading garbage. Writes go to a temporary file in the same folder, are fsynced, then renamed
-over the target, so a crash never leaves a half-written file where a good one was.
+over the target, so a crash never leaves a half-written file where a good one was. A writer
+killed mid-write leaves its temporary file behind (no handler runs on SIGKILL); the next write of
+the same file removes it, so a rerun ends with the files it declares and nothing else.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -34,11 +37,22 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def temporary_files(path: Path) -> list[Path]:
+    """The temporary files of writes of `path`: in flight, or left by a killed writer."""
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` so that readers see either the old file or the whole new one."""
+    """Write `payload` to `path` so that readers see either the old file or the whole new one.
+
+    Temporary files an earlier, killed write of `path` left are removed first: one file has one
+    writer at a time (each output belongs to one stage, and a stage runs once at a time).
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in temporary_files(path):
+            leftover.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise RewindError(f"{path}: cannot write: {err.strerror or err}") from None

@@ -31,6 +31,18 @@ def test_write_is_atomic_and_leaves_no_temporary_files(saved):
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
+def test_a_killed_writers_temporary_file_goes_with_the_next_write_of_that_file(saved):
+    """SIGKILL leaves `.<name>.<random>.tmp` beside the target; rewriting the target removes it,
+    and only it: another file's temporary files are another writer's business."""
+    path, _ = saved
+    leftover = path.parent / f".{path.name}.k1ll3d.tmp"
+    other = path.parent / ".other.safetensors.inflight.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    other.write_bytes(b"someone else's write")
+    save_tensors(path, {"x": torch.zeros(3)})
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])
+
+
 def test_truncated_file_is_refused_naming_it(saved):
     path, _ = saved
     path.write_bytes(path.read_bytes()[:-17])
