@@ -24,7 +24,7 @@ def evaluate_all(params: Params, args: argparse.Namespace) -> None:
     data = load_dataset(device_for(params))
     points = {"dense": {"dense": layout.DENSE}} | {
         strategy: {f"round{spec.id}": layout.round_dir(strategy, spec.id) for spec in params.rounds}
-        for strategy in params.compare
+        for strategy in params.retrained
     }
     per_seed = {
         group: {
@@ -32,9 +32,9 @@ def evaluate_all(params: Params, args: argparse.Namespace) -> None:
         }
         for group, items in points.items()
     }
-    evaluations = {"dense": per_seed["dense"]["dense"]} | {s: per_seed[s] for s in params.compare}
+    evaluations = {"dense": per_seed["dense"]["dense"]} | {s: per_seed[s] for s in params.retrained}
     metrics = {"dense": aggregate(evaluations["dense"])} | {
-        s: {key: aggregate(seeds) for key, seeds in per_seed[s].items()} for s in params.compare
+        s: {key: aggregate(seeds) for key, seeds in per_seed[s].items()} for s in params.retrained
     }
     write_json(layout.EVALUATIONS, evaluations)
     write_json(layout.METRICS, metrics)
@@ -43,7 +43,7 @@ def evaluate_all(params: Params, args: argparse.Namespace) -> None:
         metrics["dense"]["accuracy"],
         metrics["dense"]["accuracy_std"],
         len(params.seeds),
-        len(params.compare),
+        len(params.retrained),
         len(params.rounds),
     )
 

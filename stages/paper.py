@@ -65,7 +65,7 @@ def pruned(params: Params, sparsity: dict[int, float]) -> dict[tuple[str, int], 
         if (row["network"], row["prune_method"], row["is_iterative"]) == (params.model.name, method(params), iterative)
     ]
     matches = {}
-    for strategy in params.compare:
+    for strategy in params.retrained:
         budget = params.strategies[strategy].budget
         for round_id, sparse in sparsity.items():
             found = [

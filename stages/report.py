@@ -42,7 +42,7 @@ def accuracy_summaries(
             spec.id: summary((evaluations.get(s) or {}).get(f"round{spec.id}"), f"{s} round{spec.id}")
             for spec in params.rounds
         }
-        for s in params.compare
+        for s in params.retrained
     }
     return dense, rounds
 
@@ -58,9 +58,9 @@ def test_images(evaluations: dict) -> int:
 def sparsities(params: Params, metrics: dict) -> dict[int, float]:
     """Each round's sparsity (mean over seeds of the first strategy; all prune to the same count)."""
     try:
-        return {spec.id: float(metrics[params.compare[0]][f"round{spec.id}"]["sparsity"]) for spec in params.rounds}
+        return {spec.id: float(metrics[params.retrained[0]][f"round{spec.id}"]["sparsity"]) for spec in params.rounds}
     except (KeyError, TypeError, ValueError):
-        raise RewindError(f"{layout.METRICS}: no sparsity for every round of {params.compare[0]}") from None
+        raise RewindError(f"{layout.METRICS}: no sparsity for every round of {params.retrained[0]}") from None
 
 
 def cell(summary: Summary) -> str:
@@ -68,12 +68,12 @@ def cell(summary: Summary) -> str:
 
 
 def accuracy_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
-    lines = ["| round | sparsity | " + " | ".join(params.compare) + " |", "|" + "---:|" * (2 + len(params.compare))]
+    lines = ["| round | sparsity | " + " | ".join(params.retrained) + " |", "|" + "---:|" * (2 + len(params.retrained))]
     for spec in params.rounds:
-        best = max(rounds[s][spec.id].mean for s in params.compare)
+        best = max(rounds[s][spec.id].mean for s in params.retrained)
         cells = [
             f"**{cell(rounds[s][spec.id])}**" if rounds[s][spec.id].mean == best else cell(rounds[s][spec.id])
-            for s in params.compare
+            for s in params.retrained
         ]
         lines.append(f"| {spec.id} | {100 * sparsity[spec.id]:.2f}% | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -102,7 +102,7 @@ def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int
             f"{100 * (dense.mean - theirs.median):+.2f} |"
         )
     for spec in params.rounds:
-        for s in params.compare:
+        for s in params.retrained:
             if (s, spec.id) in published:
                 found = published[s, spec.id]
                 lines.append(
@@ -116,6 +116,15 @@ def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int
 
 def published_cell(found) -> str:
     return f"{100 * found.median:.2f} ({100 * found.low:.2f}–{100 * found.high:.2f})"
+
+
+def controls_line(params: Params) -> str:
+    """Which masks the controls retrain, so "the same mask" is a stated fact, not an assumption."""
+    if not params.controls.strategies:
+        return ""
+    names = ", ".join(params.controls.strategies)
+    source = params.controls.masks_from
+    return f" Controls ({names}) retrain each round on {source}'s masks of that round, byte for byte."
 
 
 def reference(names: list[str]) -> str:
@@ -134,8 +143,8 @@ def difference_cell(difference: Difference) -> str:
 def differences_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
     """Per round, every strategy's test accuracy minus the reference's, paired by seed, with its
     95% interval; a strategy that runs the reference's very plan is marked, not tested."""
-    base = reference(params.compare)
-    others = [s for s in params.compare if s != base]
+    base = reference(params.retrained)
+    others = [s for s in params.retrained if s != base]
     lines = [
         "| round | sparsity | " + " | ".join(f"{s} − {base}" for s in others) + " |",
         "|---:|---:|" + "---:|" * len(others),
@@ -158,7 +167,7 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
     ]
     for spec in params.rounds:
         verdict = winner(
-            {s: val_rounds[s][spec.id] for s in params.compare}, {s: rounds[s][spec.id] for s in params.compare}
+            {s: val_rounds[s][spec.id] for s in params.retrained}, {s: rounds[s][spec.id] for s in params.retrained}
         )
         if verdict.lead is None:
             lines.append(f"| {100 * sparsity[spec.id]:.2f}% | {verdict.winner} | – | – | – |")
@@ -174,7 +183,7 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
 def headline(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
     """The paper's claim, checked at the highest sparsity: both rewinding strategies beat ft, each
     by a paired 95% interval that excludes zero."""
-    if not {"ft", "wr", "lrr"} <= set(params.compare):
+    if not {"ft", "wr", "lrr"} <= set(params.retrained):
         return "The paper's claim needs ft, wr and lrr in `compare`; it is not checked here."
     last = params.rounds[-1].id
     ft, wr, lrr = (rounds[s][last] for s in ("ft", "wr", "lrr"))
@@ -197,7 +206,7 @@ def headline(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
 
 def safe_table(params: Params, rounds: dict, sparsity: dict[int, float], dense: Summary) -> str:
     lines = ["| strategy | highest sparsity within one std of dense |", "|---|---:|"]
-    for s in params.compare:
+    for s in params.retrained:
         safe = safe_sparsity([(sparsity[k], summary) for k, summary in rounds[s].items()], dense)
         lines.append(f"| {s} | {'none' if safe is None else f'{100 * safe:.2f}%'} |")
     return "\n".join(lines)
@@ -208,12 +217,12 @@ def size_table(params: Params, metrics: dict) -> str:
     lines = [
         f"Dense: {dense['total_params']:,.0f} parameters, "
         f"{dense['dense_flops']:,.0f} multiply-accumulates per example.\n",
-        "| round | " + " | ".join(f"{s} params (×) | {s} FLOPs" for s in params.compare) + " |",
-        "|---:|" + "---:|---:|" * len(params.compare),
+        "| round | " + " | ".join(f"{s} params (×) | {s} FLOPs" for s in params.retrained) + " |",
+        "|---:|" + "---:|---:|" * len(params.retrained),
     ]
     for spec in params.rounds:
         cells = []
-        for s in params.compare:
+        for s in params.retrained:
             m = metrics[s][f"round{spec.id}"]
             cells.append(
                 f"{m['remaining_params']:,.0f} ({m['compression']:.1f}×) | {100 * m['flops'] / m['dense_flops']:.1f}%"
@@ -311,10 +320,11 @@ def identical_plans(params: Params) -> dict[tuple[str, int], str]:
 
 def accuracy_csv(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
     """Wide CSV that dvc.yaml's accuracy plot reads: mean per strategy, and its std beside it."""
-    header = ["round", "sparsity", *params.compare, *(f"{s}_std" for s in params.compare)]
+    header = ["round", "sparsity", *params.retrained, *(f"{s}_std" for s in params.retrained)]
     rows = [",".join(header)]
     for spec in params.rounds:
-        values = [rounds[s][spec.id].mean for s in params.compare] + [rounds[s][spec.id].std for s in params.compare]
+        summaries = [rounds[s][spec.id] for s in params.retrained]
+        values = [summary.mean for summary in summaries] + [summary.std for summary in summaries]
         rows.append(f"{spec.id},{sparsity[spec.id]:.6f}," + ",".join(f"{v:.6f}" for v in values))
     return "\n".join(rows) + "\n"
 
@@ -345,7 +355,7 @@ def report(params: Params, args: argparse.Namespace) -> None:
     published = {key: found.median for key, found in paper.pruned(params, sparsity).items()}
 
     accuracy = accuracy_table(params, rounds, sparsity)
-    base = reference(params.compare)
+    base = reference(params.retrained)
     text = f"""# Retraining after pruning
 
 {params.model.name} on {params.data.name}, dense training {params.train.epochs} epochs; every number is the
@@ -359,7 +369,7 @@ reported on test.
 
 ## Accuracy after {params.prune.schedule} {params.prune.scope} pruning and retraining
 
-Budgets: {", ".join(f"{s} {params.strategies[s].budget} epochs" for s in params.compare)}.
+Budgets: {", ".join(f"{s} {params.strategies[s].budget} epochs" for s in params.retrained)}.{controls_line(params)}
 
 {accuracy}
 
@@ -421,7 +431,7 @@ Each strategy's best budget, chosen on validation, with its test accuracy:
         layout.REPORT: text.encode(),
         layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
         layout.BUDGET_CSV: budget_csv(params, sweep).encode(),
-        layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.compare, rounds, sparsity, dense, published),
+        layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.retrained, rounds, sparsity, dense, published),
         layout.BUDGET_PNG: figures.accuracy_vs_budget(params.sweep, sweep, identical_plans(params)),
         layout.DENSE_PNG: figures.dense_training(histories),
     }

@@ -1,10 +1,12 @@
-"""Stage `retrain@<strategy>-round<k>`: retrain one round's pruned networks, one per seed, as the
-strategy says. Every seed is retrained before any output is written."""
+"""Stages `retrain@<strategy>-round<k>` and `control@<strategy>-round<k>`: retrain one round's
+pruned networks, one per seed, as the strategy says. A compared strategy retrains on the masks its
+prune stage made; a control on those of `controls.masks_from`'s same round, of which it keeps a
+byte-identical copy. Every seed is retrained before any output is written."""
 
 import argparse
 import time
 
-from rewind.checkpoint import save_tensors
+from rewind.checkpoint import atomic_write_bytes, read_file, save_tensors
 from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage, strategy_round_arguments
@@ -17,15 +19,17 @@ from stages.shared.training import train_log
 
 def retrain_round(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    strategy = params.compared_strategy(args.strategy)
+    strategy = params.retrained_strategy(args.strategy)
     start = layout.point(args.strategy, params.round(args.round).prev)
     out = layout.round_dir(args.strategy, args.round)
-    stage = f"retrain@{args.strategy}-round{args.round}"
+    masks_from = layout.round_dir(params.masks_strategy(args.strategy), args.round)
+    kind = "control" if args.strategy in params.controls.strategies else "retrain"
+    stage = f"{kind}@{args.strategy}-round{args.round}"
     data = load_dataset(device_for(params))
     architecture = new_model(params, data, seed=0)  # to check the masks against
     results, compute = {}, 0.0
     for seed in params.seeds:
-        mask_file = layout.mask(out, seed)
+        mask_file = layout.mask(masks_from, seed)
         masks = load_masks(mask_file, architecture, params.prune.exclude)
         compute_started = time.perf_counter()
         with labelled(f"{args.strategy} round {args.round} seed {seed}"):
@@ -50,6 +54,8 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
             strategy.weights,
         )
     for seed, (model, history) in results.items():
+        if masks_from != out:
+            atomic_write_bytes(layout.mask(out, seed), read_file(layout.mask(masks_from, seed)))
         save_tensors(layout.model(out, seed), model.state_dict())
         write_json(layout.history(out, seed), train_log(history))
     write_timing(stage, compute, started)

@@ -15,10 +15,11 @@ from tests.conftest import copy_of, dvc, run
 
 pytestmark = pytest.mark.slow
 
-STRATEGIES, ROUNDS = ["ft", "wr", "lrr"], [0, 1]
+STRATEGIES, CONTROLS, ROUNDS = ["ft", "wr", "lrr"], ["reinit"], [0, 1]
 ALL_STAGES = (
     {"validate", "prepare", "train", "evaluate", "report"}
     | {f"{kind}@{s}-round{r}" for kind in ("prune", "retrain") for s in STRATEGIES for r in ROUNDS}
+    | {f"control@{s}-round{r}" for s in CONTROLS for r in ROUNDS}
     | {"sweep@ft", "sweep@lrr"}
 )
 
@@ -55,8 +56,8 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     assert "| round | sparsity |" in output and "| 1 | 75.00% |" in output
     metrics = json.loads((path / "results/metrics.json").read_text())
     evaluations = json.loads((path / "results/evaluations.json").read_text())
-    assert set(metrics) == {"dense", *STRATEGIES}
-    for strategy in STRATEGIES:
+    assert set(metrics) == {"dense", *STRATEGIES, *CONTROLS}
+    for strategy in STRATEGIES + CONTROLS:
         assert set(metrics[strategy]) == {"round0", "round1"}
         assert metrics[strategy]["round1"]["sparsity"] == pytest.approx(0.75, abs=1e-4)
         assert metrics[strategy]["round1"]["seeds"] == 2
@@ -70,6 +71,22 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     for section in ("Which strategy wins", "Safe compression", "FLOPs", "retraining budget", "paper's finding"):
         assert section in report
     assert (path / "reports/budget.csv").read_text().splitlines()[0] == "sparsity,budget,ft,lrr"
+
+
+def test_a_control_retrains_on_its_reference_masks_byte_for_byte_in_every_round(project):
+    """reinit is "the same mask, fresh weights": lrr's masks in round 0 and in round 1 (where a
+    chain of its own would have pruned its own retrained network), with weights of its own."""
+    path, _ = project
+    for round_id in ROUNDS:
+        for seed in (0, 1):
+            ours, reference = (path / f"runs/{s}/round-{round_id}" for s in ("reinit", "lrr"))
+            name = f"seed-{seed}.safetensors"
+            assert (ours / "masks" / name).read_bytes() == (reference / "masks" / name).read_bytes()
+            assert (ours / "models" / name).read_bytes() != (reference / "models" / name).read_bytes()
+    report = (path / "reports/report.md").read_text()
+    assert "Controls (reinit) retrain each round on lrr's masks of that round, byte for byte." in report
+    lock = yaml.safe_load((path / "dvc.lock").read_text())["stages"]["control@reinit-round1"]
+    assert "runs/lrr/round-1/masks" in {dep["path"] for dep in lock["deps"]}, "DVC knows where the masks come from"
 
 
 def test_second_repro_does_nothing_and_status_is_clean(project):

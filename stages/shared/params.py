@@ -92,6 +92,16 @@ class StrategyParams(Strict):
     pruning: Literal["magnitude", "random"] | None = None  # overrides prune.method: a control
 
 
+class ControlsParams(Strict):
+    """Strategies retrained on another strategy's masks, round by round: `reinit` here is "the same
+    mask, fresh weights" in every round, not a chain pruning its own retrained networks. One
+    reference for all controls: dvc.yaml names the masks a control stage depends on as
+    `${controls.masks_from}`, and DVC's templating cannot look a key up per matrix item."""
+
+    masks_from: str  # a compared strategy: control round k retrains on its round-k masks
+    strategies: list[str]
+
+
 class SweepParams(Strict):
     """Accuracy against retraining budget, after one-shot pruning of the dense network."""
 
@@ -113,14 +123,33 @@ class Params(Strict):
     prune: PruneParams
     strategies: dict[str, StrategyParams]
     compare: list[str]
+    controls: ControlsParams
     rounds: list[RoundParams]
     sweep: SweepParams
+
+    @property
+    def retrained(self) -> list[str]:
+        """Every strategy with rounds: the compared ones (they prune), then the controls."""
+        return [*self.compare, *self.controls.strategies]
 
     def compared_strategy(self, name: str) -> Strategy:
         """A strategy of `compare`, the ones with prune and retrain stages."""
         if name not in self.compare:
             raise ParamsError(f"params.yaml: compare: strategy {name!r} is not compared; compared: {self.compare}")
         return self._strategy(name)
+
+    def retrained_strategy(self, name: str) -> Strategy:
+        """A compared strategy or a control: the ones with a retraining stage per round."""
+        if name not in self.retrained:
+            raise ParamsError(
+                f"params.yaml: compare: strategy {name!r} is neither compared nor a control; "
+                f"compared: {self.compare}, controls: {self.controls.strategies}"
+            )
+        return self._strategy(name)
+
+    def masks_strategy(self, name: str) -> str:
+        """Whose masks the strategy retrains on: its own, or for a control `controls.masks_from`'s."""
+        return self.controls.masks_from if name in self.controls.strategies else name
 
     def swept_strategy(self, name: str) -> Strategy:
         """A strategy of `sweep.strategies`, the ones with a sweep stage."""
@@ -263,6 +292,7 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"compare: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}")
     if len(set(params.compare)) != len(params.compare):
         problems.append("compare: a strategy is listed twice")
+    problems += _controls_problems(params)
     if len(set(params.seeds)) != len(params.seeds):
         problems.append("seeds: a seed is listed twice")
     for name in params.sweep.strategies:
@@ -282,6 +312,37 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"{key}: a value is listed twice")
     problems += _round_problems(params)
     problems += _exclude_problems(params)
+    return problems
+
+
+def _controls_problems(params: Params) -> list[str]:
+    """Controls take their masks from a compared strategy and prune nothing themselves; a compared
+    strategy with fresh weights would prune its own chain, which is not the "same mask" control."""
+    controls, problems = params.controls, []
+    for name in params.compare:
+        if name in params.strategies and params.strategies[name].weights == "reinit":
+            problems.append(
+                f"compare: {name} has weights: reinit; a fresh-weights control retrains on another strategy's "
+                "masks: list it in controls.strategies instead"
+            )
+    if controls.strategies and controls.masks_from not in params.compare:
+        problems.append(
+            f"controls.masks_from: {controls.masks_from!r} is not a compared strategy; compared: {params.compare}"
+        )
+    for name in controls.strategies:
+        if name not in params.strategies:
+            problems.append(
+                f"controls.strategies: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}"
+            )
+        elif name in params.compare:
+            problems.append(f"controls.strategies: {name} is compared too; a strategy either prunes or is a control")
+        elif params.strategies[name].pruning is not None:
+            problems.append(
+                f"strategies.{name}.pruning: {name} is a control: it prunes nothing, "
+                f"it retrains on {controls.masks_from}'s masks"
+            )
+    if len(set(controls.strategies)) != len(controls.strategies):
+        problems.append("controls.strategies: a strategy is listed twice")
     return problems
 
 

@@ -68,6 +68,7 @@ REACH = {
     "sweep": {"sweep", "report"},
     "rounds": {"prune", "retrain", "evaluate", "report"},
     "compare": {"prune", "retrain", "evaluate", "report"},
+    "controls": {"retrain", "evaluate", "report"},
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +240,8 @@ def pipeline(params: dict) -> list[Stage]:
         for spec in params["rounds"]:
             for kind in ("prune", "retrain"):
                 stages.append(Stage(kind, ("--strategy", strategy, "--round", str(spec["id"]))))
+    for strategy in params["controls"]["strategies"]:  # dvc.yaml's `control` stages run stages.retrain
+        stages += [Stage("retrain", ("--strategy", strategy, "--round", str(spec["id"]))) for spec in params["rounds"]]
     stages += [Stage("sweep", ("--strategy", s)) for s in params["sweep"]["strategies"]]
     return [*stages, Stage("evaluate"), Stage("report")]
 
@@ -266,7 +269,8 @@ def outputs(stage: Stage, params: dict) -> list[str]:
         point = f"runs/{stage.args[1]}/round-{stage.args[3]}"
         if stage.kind == "prune":
             return [f"{point}/masks/seed-{s}.safetensors" for s in seeds]
-        return [f"{point}/models/seed-{s}.safetensors" for s in seeds] + [
+        kept = ("models", "masks") if stage.args[1] in params["controls"]["strategies"] else ("models",)
+        return [f"{point}/{d}/seed-{s}.safetensors" for d in kept for s in seeds] + [
             f"{point}/history/seed-{s}.json" for s in seeds
         ]
     if stage.kind == "sweep":

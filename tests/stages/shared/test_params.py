@@ -23,7 +23,9 @@ def test_the_shipped_params_validate():
     from tests.conftest import ROOT
 
     params = load_params(ROOT / "params.yaml")
-    assert params.compare == ["ft", "wr", "lrr", "reinit", "random", "none"]
+    assert params.compare == ["ft", "wr", "lrr", "random", "none"]
+    assert params.controls.strategies == ["reinit"] and params.masks_strategy("reinit") == "lrr"
+    assert params.retrained == ["ft", "wr", "lrr", "random", "none", "reinit"]
     assert params.pruning_method("random") == "random" and params.pruning_method("lrr") == "magnitude"
     assert (1 - params.prune.fraction) ** len(params.rounds) < 0.02, "default must reach 98% sparsity"
 
@@ -77,6 +79,16 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=1e308), "train.lr: must be <= 3.40282e+38"),
         (lambda p: p["train"].update(lr=float("inf")), "train.lr: Input should be a finite number"),
         (lambda p: p["train"].update(momentum=float("nan")), "train.momentum: Input should be a finite number"),
+        (lambda p: p["compare"].append("reinit"), "compare: reinit has weights: reinit; a fresh-weights control"),
+        (lambda p: p["controls"].update(masks_from="magic"), "controls.masks_from: 'magic' is not a compared strategy"),
+        (lambda p: p["controls"]["strategies"].append("magic"), "controls.strategies: unknown strategy 'magic'"),
+        (lambda p: p["controls"]["strategies"].append("ft"), "controls.strategies: ft is compared too"),
+        (lambda p: p["controls"]["strategies"].append("reinit"), "controls.strategies: a strategy is listed twice"),
+        (lambda p: p.pop("controls"), "controls: missing key"),
+        (
+            lambda p: p["strategies"]["reinit"].update(pruning="random"),
+            "strategies.reinit.pruning: reinit is a control: it prunes nothing",
+        ),
     ],
 )
 def test_bad_values_get_one_line_naming_the_key(tmp_path, change, expected):
