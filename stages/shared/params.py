@@ -205,19 +205,7 @@ def read_yaml(path: Path) -> object:
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ParamsError with one line naming the key."""
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    try:
-        params = Params.model_validate(raw)
-    except ValidationError as err:
-        raise ParamsError(f"{path}: {_describe(err)}") from None
-    except RecursionError:
-        raise ParamsError(f"{path}: nested too deeply") from None
-    problems = consistency_problems(params)
-    if problems:
-        raise ParamsError(f"{path}: " + "; ".join(problems))
-    return params
+    return params_from_mapping(read_yaml(path), path)
 
 
 BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -384,3 +372,21 @@ def _round_problems(params: Params) -> list[str]:
         if prune.sparsities != sorted(set(prune.sparsities)):
             problems.append("prune.sparsities: must be strictly increasing")
     return problems
+
+
+def params_from_mapping(raw: object, source: Path | str = PARAMS_FILE) -> Params:
+    """Validate params given as data, as load_params validates the file: the Prefect flow checks
+    params.yaml with a run's overrides applied in memory, before it writes anything. A ParamsError
+    names `source` and the key, in one line."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(f"{source}: {_describe(err)}") from None
+    except RecursionError:
+        raise ParamsError(f"{source}: nested too deeply") from None
+    problems = consistency_problems(params)
+    if problems:
+        raise ParamsError(f"{source}: " + "; ".join(problems))
+    return params
