@@ -72,7 +72,15 @@ class MaskedSGD:
         return {name: buffer.clone() for name, buffer in self.buffers.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Momentum buffers to continue from; their pruned entries are zeroed (momentum restored
+        from before a pruning round would otherwise push pruned weights for a step)."""
         unknown = sorted(set(state) - set(self.params))
         if unknown:
             raise KeyError(f"momentum buffers for unknown parameters: {unknown}")
-        self.buffers = {name: tensor.to(self.params[name].device).clone() for name, tensor in state.items()}
+        for name, tensor in state.items():
+            if tensor.shape != self.params[name].shape:
+                raise ValueError(f"momentum buffer {name!r} has shape {tuple(tensor.shape)}, its parameter another")
+        self.buffers = {name: self._masked(name, tensor.to(self.params[name].device)) for name, tensor in state.items()}
+
+    def _masked(self, name: str, buffer: torch.Tensor) -> torch.Tensor:
+        return buffer * self.keep[name] if name in self.keep else buffer.clone()

@@ -9,6 +9,10 @@ After pruning with mask m, a strategy with budget t (0 <= t <= T) retrains for t
 
 Budget 0 is "prune, do not retrain". Every strategy sees the training data in the order the
 dense run saw epochs T-t … T-1, so strategies differ only in start weights and rates.
+
+Momentum starts fresh by default; `momentum="restored"` starts from the momentum saved with the
+start weights (at the rewind point for wr, at the end of the run that made the final weights
+otherwise), as the paper's code does. Fresh weights have no momentum to restore.
 """
 
 from collections.abc import Callable
@@ -22,6 +26,7 @@ from rewind.schedule import StepSchedule
 
 WeightsSource = Literal["final", "rewind", "reinit"]
 RatesSource = Literal["replay", "constant"]
+MomentumSource = Literal["fresh", "restored"]
 State = dict[str, torch.Tensor]
 
 
@@ -31,6 +36,7 @@ class Strategy:
     weights: WeightsSource
     rates: RatesSource
     budget: int
+    momentum: MomentumSource = "fresh"
 
 
 @dataclass(frozen=True)
@@ -41,25 +47,28 @@ class Retraining:
     rewind_epoch: int | None
     rates: tuple[float, ...]
     labels: tuple[int, ...]
+    momentum: MomentumSource = "fresh"
 
 
 def resolve(strategy: Strategy, schedule: StepSchedule, epochs: int) -> Retraining:
     """Turn a strategy into start-weight source, rates and data-order labels for a T-epoch run."""
-    t = strategy.budget
+    t, name = strategy.budget, strategy.name
     if not 0 <= t <= epochs:
-        raise RewindError(f"strategies.{strategy.name}.budget: {t} must be between 0 and train.epochs ({epochs})")
+        raise RewindError(f"strategy {name}: a budget of {t} epochs is outside 0 … {epochs}, the dense run's length")
     if strategy.rates == "replay":
         rates = schedule.rates(epochs - t, epochs)
     elif strategy.rates == "constant":
         rates = [schedule.lr(epochs - 1)] * t
     else:
-        raise RewindError(f"strategies.{strategy.name}.rates: unknown {strategy.rates!r}; known: replay, constant")
+        raise RewindError(f"strategy {name}: unknown rates {strategy.rates!r}; known: replay, constant")
     if strategy.weights not in ("final", "rewind", "reinit"):
-        raise RewindError(
-            f"strategies.{strategy.name}.weights: unknown {strategy.weights!r}; known: final, rewind, reinit"
-        )
+        raise RewindError(f"strategy {name}: unknown weights {strategy.weights!r}; known: final, rewind, reinit")
+    if strategy.momentum not in ("fresh", "restored"):
+        raise RewindError(f"strategy {name}: unknown momentum {strategy.momentum!r}; known: fresh, restored")
+    if strategy.momentum == "restored" and strategy.weights == "reinit":
+        raise RewindError(f"strategy {name}: fresh weights have no momentum to restore")
     rewind_epoch = epochs - t if strategy.weights == "rewind" else None
-    return Retraining(strategy.weights, rewind_epoch, tuple(rates), tuple(range(epochs - t, epochs)))
+    return Retraining(strategy.weights, rewind_epoch, tuple(rates), tuple(range(epochs - t, epochs)), strategy.momentum)
 
 
 def start_state(
@@ -75,3 +84,15 @@ def start_state(
         assert retraining.rewind_epoch is not None
         return rewind_point(retraining.rewind_epoch)
     return fresh()
+
+
+def start_momentum(
+    retraining: Retraining, final: Callable[[], State], rewind_point: Callable[[int], State]
+) -> State | None:
+    """The momentum to start from, saved with the start weights; None for fresh momentum."""
+    if retraining.momentum == "fresh":
+        return None
+    if retraining.weights == "rewind":
+        assert retraining.rewind_epoch is not None
+        return rewind_point(retraining.rewind_epoch)
+    return final()

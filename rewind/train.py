@@ -76,14 +76,16 @@ def train(
     resume: Resume | None = None,
     augment: Augment | None = None,
     precision: Precision = "fp32",
+    momentum: dict[str, torch.Tensor] | None = None,
 ) -> list[EpochRecord]:
     """Train for len(rates) epochs, epoch i at rate rates[i], keeping pruned weights at zero.
 
     `labels` name the epochs for data ordering (default 0, 1, …): a strategy that replays epochs
     T-t … T-1 of the dense schedule passes those numbers to see the same data order again.
-    Momentum starts fresh, unless `resume` continues an interrupted run: then the model must hold
-    the weights after `resume.epochs_done` epochs, and the result is bit-identical to a run that
-    was never interrupted. `augment` transforms each training batch (seeded with the epoch);
+    Momentum starts fresh, or from `momentum` (restored from a checkpoint; its pruned entries are
+    zeroed), unless `resume` continues an interrupted run: then the model must hold the weights
+    after `resume.epochs_done` epochs, and the result is bit-identical to a run that was never
+    interrupted. `augment` transforms each training batch (seeded with the epoch);
     `precision` chooses fp32 or a bf16 forward pass.
     Returns the records of the epochs trained in this call.
     """
@@ -93,6 +95,8 @@ def train(
     if resume is not None:
         optimizer.load_state_dict(resume.momentum)
         first = resume.epochs_done
+    elif momentum is not None:
+        optimizer.load_state_dict(momentum)
     history = []
     for index, (rate, label) in enumerate(zip(rates, labels, strict=True)):
         if index < first:

@@ -37,7 +37,7 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
                 params,
                 data,
                 strategy,
-                layout.model(start, seed),
+                start,
                 masks,
                 [mask_file],
                 seed,
@@ -53,10 +53,11 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
             len(results[seed][1]),
             strategy.weights,
         )
-    for seed, (model, history) in results.items():
+    for seed, (model, history, momentum) in results.items():
         if masks_from != out:
             atomic_write_bytes(layout.mask(out, seed), read_file(layout.mask(masks_from, seed)))
         save_tensors(layout.model(out, seed), model.state_dict())
+        save_tensors(layout.momentum(out, seed), momentum)
         write_json(layout.history(out, seed), train_log(history))
     write_timing(stage, compute, started)
     finish(stage)

@@ -44,7 +44,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
             for budget, strategy in strategies.items():
                 with labelled(f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"):
                     key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
-                    model, _ = retrain(params, data, strategy, dense_model, masks, [dense_mask], seed, 0, key)
+                    model, _, _ = retrain(params, data, strategy, layout.DENSE, masks, [dense_mask], seed, 0, key)
                 accuracies.setdefault((budget, sparsity), []).append(
                     evaluate(model, masks, data.x_test, data.y_test).accuracy
                 )

@@ -1,5 +1,5 @@
-"""Stage `train`: the dense network for every seed, with its weights saved after every epoch
-(the rewind points), its per-epoch curves logged with dvclive.
+"""Stage `train`: the dense network for every seed, with its weights and momentum saved after
+every epoch (the rewind points), its per-epoch curves logged with dvclive.
 
 Every seed trains first, its rewind points kept in the scratch folder as it goes; only then are
 the outputs written, the rewind points linked from scratch. A kill anywhere (in a seed, between
@@ -16,6 +16,7 @@ from torch import nn
 
 from rewind.checkpoint import save_tensors
 from rewind.data import Dataset
+from rewind.optim import MaskedSGD
 from rewind.prune import Masks, full_masks
 from rewind.train import EpochRecord
 from stages.shared import layout
@@ -32,9 +33,10 @@ STAGE = "train"
 @dataclass(frozen=True)
 class DenseRun:
     weights: dict[str, torch.Tensor]
+    momentum: dict[str, torch.Tensor]
     masks: Masks
     history: list[EpochRecord]
-    checkpoints: list[Path]  # in scratch, epoch 0 (the initialisation) … T
+    checkpoints: list[Path]  # in scratch: weights and momentum after epoch 0 (the initialisation) … T
 
 
 def train_dense(params: Params, args: argparse.Namespace) -> None:
@@ -48,6 +50,7 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
     for seed, run in runs.items():
         publish(run.checkpoints, layout.checkpoint(seed, 0).parent)
         save_tensors(layout.model(layout.DENSE, seed), run.weights)
+        save_tensors(layout.momentum(layout.DENSE, seed), run.momentum)
         save_tensors(layout.mask(layout.DENSE, seed), run.masks)
         write_json(layout.history(layout.DENSE, seed), train_log(run.history))
         log_curves(seed, run.history)
@@ -61,12 +64,15 @@ def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
     model = place_for_training(new_model(params, data, seed), params, device)
     masks = full_masks(model)
     run = f"{STAGE}/seed-{seed}"
-    checkpoints = [scratch_dir(run) / layout.checkpoint(seed, epoch).name for epoch in range(params.train.epochs + 1)]
+    epochs = range(params.train.epochs + 1)
+    weights = [scratch_dir(run) / layout.checkpoint(seed, epoch).name for epoch in epochs]
+    momentum = [scratch_dir(run) / layout.checkpoint_momentum(seed, epoch).name for epoch in epochs]
 
-    def keep(epoch: int, trained: nn.Module) -> None:
-        save_tensors(checkpoints[epoch], trained.state_dict())
+    def keep(epoch: int, trained: nn.Module, optimizer: MaskedSGD | None) -> None:
+        save_tensors(weights[epoch], trained.state_dict())
+        save_tensors(momentum[epoch], optimizer.state_dict() if optimizer else {})  # none before a step
 
-    history = train_resumably(
+    history, final_momentum = train_resumably(
         run,
         fingerprint_of(params, [layout.DATASET], seed),
         model,
@@ -75,12 +81,12 @@ def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
         masks,
         sgd(params),
         seed,
-        on_epoch=lambda record, trained: keep(record.epoch + 1, trained),
-        on_fresh_start=lambda untrained: keep(0, untrained),
+        on_epoch=lambda record, trained, optimizer: keep(record.epoch + 1, trained, optimizer),
+        on_fresh_start=lambda untrained: keep(0, untrained, None),
         **batch_options(params),
     )
     log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
-    return DenseRun(model.state_dict(), masks, history, checkpoints)
+    return DenseRun(model.state_dict(), final_momentum, masks, history, weights + momentum)
 
 
 def log_curves(seed: int, history: list[EpochRecord]) -> None:

@@ -68,6 +68,22 @@ def checked_weights(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def checked_momentum(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """The momentum buffers stored at `path`, checked to fit `model`'s parameters (a buffer per
+    trained parameter, or none at all before the first step), or an error naming the file."""
+    momentum, _ = load_tensors(path)
+    parameters = dict(model.named_parameters())
+    for name, buffer in momentum.items():
+        if name not in parameters:
+            raise RewindError(f"{path}: momentum for {name!r}, which is no parameter of the model")
+        if buffer.shape != parameters[name].shape or buffer.dtype != parameters[name].dtype:
+            raise RewindError(
+                f"{path}: momentum {name!r} is {buffer.dtype} {tuple(buffer.shape)}, "
+                f"the parameter's {parameters[name].dtype} {tuple(parameters[name].shape)}"
+            )
+    return momentum
+
+
 def load_masks(path: Path, model: nn.Module, exclude: list[str] | None = None) -> Masks:
     """Boolean masks from `path`, checked against `model`: one per prunable weight, of its shape,
     less those matching the `exclude` globs (None for a dense network's masks: every weight)."""

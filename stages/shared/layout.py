@@ -1,7 +1,7 @@
 """Where every stage reads and writes; dvc.yaml declares the same paths.
 
-The dense run and every pruning round are "points": a folder with `models/` and `masks/`, one
-`seed-<s>.safetensors` in each per seed. A round names the point it starts from with its
+The dense run and every pruning round are "points": a folder with `models/`, `masks/` and
+`momentum/`, one `seed-<s>.safetensors` in each per seed. A round names the point it starts from with its
 `prev` in params.yaml, relative to its strategy's folder (`../dense`, or `round-<k-1>`).
 """
 
@@ -38,6 +38,12 @@ def mask(point: Path, seed: int) -> Path:
     return point / "masks" / f"seed-{seed}.safetensors"
 
 
+def momentum(point: Path, seed: int) -> Path:
+    """The optimizer's momentum at the end of the training that produced the point's model: what a
+    strategy with `momentum: restored` starts from when it starts from that model."""
+    return point / "momentum" / f"seed-{seed}.safetensors"
+
+
 def history(point: Path, seed: int) -> Path:
     """Per-epoch rate, loss and train accuracy of the training that produced the point's model."""
     return point / "history" / f"seed-{seed}.json"
@@ -46,6 +52,11 @@ def history(point: Path, seed: int) -> Path:
 def checkpoint(seed: int, epoch: int) -> Path:
     """The dense weights after `epoch` epochs (epoch 0: the initialisation): a rewind point."""
     return CHECKPOINTS / f"seed-{seed}" / f"epoch-{epoch:03d}.safetensors"
+
+
+def checkpoint_momentum(seed: int, epoch: int) -> Path:
+    """The dense run's momentum after `epoch` epochs (none at epoch 0), beside its rewind point."""
+    return CHECKPOINTS / f"seed-{seed}" / f"momentum-{epoch:03d}.safetensors"
 
 
 def timing(stage: str) -> Path:

@@ -90,6 +90,9 @@ class StrategyParams(Strict):
     rates: Literal["replay", "constant"]
     budget: Annotated[int, Field(ge=0)]
     pruning: Literal["magnitude", "random"] | None = None  # overrides prune.method: a control
+    # fresh: momentum starts at zero (rewind's default); restored: the momentum saved with the
+    # start weights, as the paper's code does
+    momentum: Literal["fresh", "restored"] = "fresh"
 
 
 class ControlsParams(Strict):
@@ -161,7 +164,7 @@ class Params(Strict):
 
     def _strategy(self, name: str) -> Strategy:
         spec = self.strategies[name]
-        return Strategy(name, spec.weights, spec.rates, spec.budget)
+        return Strategy(name, spec.weights, spec.rates, spec.budget, spec.momentum)
 
     def pruning_method(self, strategy: str) -> str:
         """The strategy's own pruning method if it sets one (a control), else prune.method."""
@@ -273,6 +276,8 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"strategies.{name}: the name is taken by the dense network; choose another")
         if spec.budget > epochs:
             problems.append(f"strategies.{name}.budget: {spec.budget} is larger than train.epochs ({epochs})")
+        if spec.momentum == "restored" and spec.weights == "reinit":
+            problems.append(f"strategies.{name}.momentum: fresh weights have no momentum to restore; use fresh")
     if not params.compare:
         problems.append("compare: name at least one strategy")
     for name in params.compare:

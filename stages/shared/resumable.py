@@ -30,7 +30,8 @@ from rewind.checkpoint import load_tensors, read_file, save_tensors
 from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
-from rewind.train import SGD, Augment, EpochRecord, Precision, Resume, train
+from rewind.strategies import State
+from rewind.train import SGD, Augment, EpochCallback, EpochRecord, Precision, Resume, train
 from stages.shared.params import Params
 
 log = logging.getLogger("rewind")
@@ -63,16 +64,19 @@ def train_resumably(
     sgd: SGD,
     seed: int,
     labels: Sequence[int] | None = None,
-    on_epoch: Callable[[EpochRecord, nn.Module], None] | None = None,
+    on_epoch: EpochCallback | None = None,
     on_fresh_start: Callable[[nn.Module], None] | None = None,
     augment: Augment | None = None,
     precision: Precision = "fp32",
-) -> list[EpochRecord]:
+    momentum: State | None = None,
+) -> tuple[list[EpochRecord], State]:
     """rewind.train.train, resumed from and recorded to the progress file of `scratch_dir(scratch)`
-    when it verifies and carries `fingerprint` (see `fingerprint_of`).
+    when it verifies and carries `fingerprint` (see `fingerprint_of`). Returns every epoch's
+    record and the momentum at the end (what a later `momentum: restored` strategy starts from).
 
     Starting afresh empties that folder first, so nothing of another run (rewind points of other
-    params, say) can leak into this one; `on_fresh_start` then sees the untrained model."""
+    params, say) can leak into this one; `on_fresh_start` then sees the untrained model, and
+    training starts from `momentum` (None: fresh)."""
     folder = scratch_dir(scratch)
     history: list[EpochRecord] = []
     resume = None
@@ -82,16 +86,19 @@ def train_resumably(
         if on_fresh_start is not None:
             on_fresh_start(model)
     else:
-        weights, momentum, history = progress
+        weights, saved_momentum, history = progress
         model.load_state_dict({name: w.to(next(model.parameters()).device) for name, w in weights.items()})
-        resume = Resume(len(history), momentum)
+        resume = Resume(len(history), saved_momentum)
         log.info("%s: resuming after epoch %d of %d from %s", scratch, len(history), len(rates), folder / PROGRESS)
+    final_momentum = resume.momentum if resume is not None else dict(momentum or {})
 
     def record(epoch: EpochRecord, trained: nn.Module, optimizer: MaskedSGD) -> None:
+        nonlocal final_momentum
         history.append(epoch)
+        final_momentum = optimizer.state_dict()
         if on_epoch is not None:
-            on_epoch(epoch, trained)
-        _save_progress(folder / PROGRESS, fingerprint, trained, optimizer, history)
+            on_epoch(epoch, trained, optimizer)
+        _save_progress(folder / PROGRESS, fingerprint, trained, final_momentum, history)
 
     train(
         model,
@@ -105,8 +112,9 @@ def train_resumably(
         resume=resume,
         augment=augment,
         precision=precision,
+        momentum=momentum,
     )
-    return history
+    return history, final_momentum
 
 
 def finish(stage: str) -> None:
@@ -114,11 +122,9 @@ def finish(stage: str) -> None:
     shutil.rmtree(scratch_dir(stage), ignore_errors=True)
 
 
-def _save_progress(
-    path: Path, fingerprint: str, model: nn.Module, optimizer: MaskedSGD, history: list[EpochRecord]
-) -> None:
+def _save_progress(path: Path, fingerprint: str, model: nn.Module, momentum: State, history: list[EpochRecord]) -> None:
     tensors = {f"model/{name}": t for name, t in model.state_dict().items()}
-    tensors |= {f"momentum/{name}": t for name, t in optimizer.state_dict().items()}
+    tensors |= {f"momentum/{name}": t for name, t in momentum.items()}
     meta = {"fingerprint": fingerprint, "history": json.dumps([asdict(r) for r in history])}
     save_tensors(path, tensors, meta)
 

@@ -7,10 +7,10 @@ from torch import nn
 
 from rewind.data import Dataset
 from rewind.prune import Masks, excluded, fraction_for_density, prune, scores
-from rewind.strategies import Strategy, resolve, start_state
+from rewind.strategies import State, Strategy, resolve, start_momentum, start_state
 from rewind.train import EpochRecord
 from stages.shared import layout
-from stages.shared.files import checked_weights, new_model, place_for_training
+from stages.shared.files import checked_momentum, checked_weights, new_model, place_for_training
 from stages.shared.params import Params
 from stages.shared.resumable import fingerprint_of, train_resumably
 from stages.shared.training import batch_options, sgd
@@ -37,36 +37,48 @@ def retrain(
     params: Params,
     data: Dataset,
     strategy: Strategy,
-    final: Path,
+    start: Path,
     masks: Masks,
     mask_inputs: list[Path],
     seed: int,
     round_id: int,
     scratch: str,
-) -> tuple[nn.Module, list[EpochRecord]]:
-    """One seed's retraining: start weights and rates from the strategy, resumable if killed.
+) -> tuple[nn.Module, list[EpochRecord], State]:
+    """One seed's retraining: start weights, momentum and rates from the strategy, resumable if
+    killed. Returns the retrained model, its epochs and its momentum at the end.
 
-    `final` holds the weights of the point the round starts from; the dense rewind points and a
-    fresh initialisation are the other possible sources. `masks` are checked already (see
-    `files.load_masks`); `mask_inputs` are the files they were made from, for the fingerprint
-    that decides whether saved progress may be resumed.
+    `start` is the point the round starts from (its model is the "final" weights); the dense
+    rewind points and a fresh initialisation are the other possible sources. `masks` are checked
+    already (see `files.load_masks`); `mask_inputs` are the files they were made from, for the
+    fingerprint that decides whether saved progress may be resumed.
     """
     plan = resolve(strategy, params.train.schedule(), params.train.epochs)
     model = new_model(params, data, seed)
+    final = layout.model(start, seed)
     state = start_state(
         plan,
         final=lambda: checked_weights(model, final),
         rewind_point=lambda epoch: checked_weights(model, layout.checkpoint(seed, epoch)),
         fresh=lambda: new_model(params, data, reinit_seed(seed, round_id)).state_dict(),
     )
+    inputs = [layout.DATASET, *mask_inputs, final]
+    if plan.rewind_epoch is not None:
+        inputs.append(layout.checkpoint(seed, plan.rewind_epoch))
+
+    def used(path: Path) -> Path:
+        inputs.append(path)  # restored momentum is an input of the result too
+        return path
+
+    momentum = start_momentum(
+        plan,
+        final=lambda: checked_momentum(model, used(layout.momentum(start, seed))),
+        rewind_point=lambda epoch: checked_momentum(model, used(layout.checkpoint_momentum(seed, epoch))),
+    )
     model.load_state_dict(state)
     device = data.x_train.device
     place_for_training(model, params, device)
     masks = {name: m.to(device) for name, m in masks.items()}
-    inputs = [layout.DATASET, *mask_inputs, final]
-    if plan.rewind_epoch is not None:
-        inputs.append(layout.checkpoint(seed, plan.rewind_epoch))
-    history = train_resumably(
+    history, final_momentum = train_resumably(
         scratch,
         fingerprint_of(params, inputs, seed),
         model,
@@ -76,6 +88,7 @@ def retrain(
         sgd(params),
         seed,
         plan.labels,
+        momentum=momentum,
         **batch_options(params),
     )
-    return model, history
+    return model, history, final_momentum

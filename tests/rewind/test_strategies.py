@@ -3,7 +3,7 @@ import torch
 
 from rewind import RewindError
 from rewind.schedule import StepSchedule
-from rewind.strategies import Strategy, resolve, start_state
+from rewind.strategies import Strategy, resolve, start_momentum, start_state
 
 T = 10
 SCHEDULE = StepSchedule(0.1, (4, 8), 0.1)
@@ -62,5 +62,30 @@ def test_only_the_needed_source_is_loaded():
 
 def test_budget_zero_means_no_retraining_and_budget_above_T_is_refused():
     assert resolve(Strategy("none", "final", "constant", 0), SCHEDULE, T).rates == ()
-    with pytest.raises(RewindError, match=r"strategies.wr.budget: 11"):
+    with pytest.raises(RewindError, match=r"strategy wr: a budget of 11 epochs is outside 0 … 10"):
         resolve(Strategy("wr", "rewind", "replay", T + 1), SCHEDULE, T)
+
+
+def momentum_of(strategy: Strategy) -> torch.Tensor | None:
+    """The start momentum, from stand-ins whose values say where they came from."""
+    plan = resolve(strategy, SCHEDULE, T)
+    state = start_momentum(plan, lambda: {"w": FINAL["w"] * 2}, lambda epoch: {"w": torch.full((2,), -float(epoch))})
+    return None if state is None else state["w"]
+
+
+@pytest.mark.parametrize("weights", ["final", "rewind", "reinit"])
+def test_momentum_starts_fresh_by_default(weights):
+    assert momentum_of(Strategy("s", weights, "replay", 3)) is None
+
+
+def test_restored_momentum_is_the_one_saved_with_the_start_weights():
+    """wr: the momentum at its rewind point T-t; final-weight strategies: at the end of the run
+    that produced the final weights (the paper code's behaviour)."""
+    assert torch.equal(momentum_of(Strategy("wr", "rewind", "replay", 3, "restored")), torch.full((2,), -7.0))
+    assert torch.equal(momentum_of(Strategy("lrr", "final", "replay", 3, "restored")), FINAL["w"] * 2)
+    assert torch.equal(momentum_of(Strategy("ft", "final", "constant", 3, "restored")), FINAL["w"] * 2)
+
+
+def test_fresh_weights_have_no_momentum_to_restore():
+    with pytest.raises(RewindError, match="strategy reinit: fresh weights have no momentum to restore"):
+        resolve(Strategy("reinit", "reinit", "replay", T, "restored"), SCHEDULE, T)

@@ -96,6 +96,37 @@ def test_resume_after_any_epoch_is_bit_identical_to_an_uninterrupted_run():
             assert torch.equal(a, b), (done, name)
 
 
+def test_replaying_epochs_with_restored_momentum_continues_the_run_exactly():
+    """The paper code's retraining: the weights and the momentum saved after epoch 2, epochs 2..3
+    replayed with their labels: bit-identical to the uninterrupted run (fresh momentum is not)."""
+    rates = [0.1, 0.1, 0.05, 0.05]
+    full, _, _, _ = run(rates)
+    saved = {}
+    model = build_model("mlp", DATA.input_shape, 10, seed=0)
+    train(model, DATA, rates[:2], full_masks(model), SGD(64, 0.9, 1e-4), 0, on_epoch=lambda r, m, o: saved.update(o=o))
+    restored = build_model("mlp", DATA.input_shape, 10, seed=0)
+    restored.load_state_dict(model.state_dict())
+    momentum = saved["o"].state_dict()
+    train(restored, DATA, rates[2:], full_masks(restored), SGD(64, 0.9, 1e-4), 0, labels=[2, 3], momentum=momentum)
+    for (name, a), b in zip(restored.state_dict().items(), full.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_restored_momentum_of_pruned_weights_is_zeroed():
+    from rewind.optim import MaskedSGD
+
+    model = build_model("mlp", DATA.input_shape, 10, seed=0)
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    masks = prune(scores(weights, full_masks(model), "magnitude", 0), full_masks(model), 0.7, "global")
+    momentum = {name: torch.ones_like(p) for name, p in model.named_parameters()}
+    optimizer = MaskedSGD(model, masks, 0.9, 0.0, False)
+    optimizer.load_state_dict(momentum)
+    state = optimizer.state_dict()
+    for name, mask in masks.items():
+        assert torch.equal(state[name], mask.float()), name
+    assert torch.equal(state["1.bias"], momentum["1.bias"]), "unpruned parameters keep theirs"
+
+
 def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_epoch():
     import pytest
 

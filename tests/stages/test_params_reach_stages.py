@@ -261,15 +261,24 @@ def outputs(stage: Stage, params: dict) -> list[str]:
     if stage.kind == "train":
         epochs = params["train"]["epochs"]
         return [
-            *(f"runs/dense/{d}/seed-{s}.safetensors" for d in ("models", "masks") for s in seeds),
+            *(f"runs/dense/{d}/seed-{s}.safetensors" for d in ("models", "masks", "momentum") for s in seeds),
             *(f"runs/dense/history/seed-{s}.json" for s in seeds),
-            *(f"runs/dense/checkpoints/seed-{s}/epoch-{e:03d}.safetensors" for s in seeds for e in range(epochs + 1)),
+            *(
+                f"runs/dense/checkpoints/seed-{s}/{kind}-{e:03d}.safetensors"
+                for kind in ("epoch", "momentum")
+                for s in seeds
+                for e in range(epochs + 1)
+            ),
         ]
     if stage.kind in ("prune", "retrain"):
         point = f"runs/{stage.args[1]}/round-{stage.args[3]}"
         if stage.kind == "prune":
             return [f"{point}/masks/seed-{s}.safetensors" for s in seeds]
-        kept = ("models", "masks") if stage.args[1] in params["controls"]["strategies"] else ("models",)
+        kept = (
+            ("models", "masks", "momentum")
+            if stage.args[1] in params["controls"]["strategies"]
+            else ("models", "momentum")
+        )
         return [f"{point}/{d}/seed-{s}.safetensors" for d in kept for s in seeds] + [
             f"{point}/history/seed-{s}.json" for s in seeds
         ]

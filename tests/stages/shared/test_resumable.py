@@ -79,7 +79,10 @@ def reference(prepared, tmp_path_factory) -> dict[str, str]:
     project = copy_of(prepared, tmp_path_factory.mktemp("resume") / "p")
     run(TRAIN, project)
     files = outputs(project)
-    assert sum("/checkpoints/" in name for name in files) == len(SEEDS) * (EPOCHS + 1)
+    for kind in ("epoch", "momentum"):
+        assert sum(f"/checkpoints/seed-{s}/{kind}-" in name for s in SEEDS for name in files) == len(SEEDS) * (
+            EPOCHS + 1
+        )
     return files
 
 
