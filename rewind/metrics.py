@@ -1,4 +1,5 @@
-"""What a pruned network is worth: accuracy and loss, and what it costs: parameters and sparsity."""
+"""What a pruned network is worth: accuracy and loss, and what it costs: parameters, sparsity
+and FLOPs, as masked and with its dead filters physically removed (`rewind.slim`)."""
 
 from dataclasses import asdict, dataclass
 
@@ -8,21 +9,26 @@ from torch import nn
 
 from rewind.data import batches
 from rewind.prune import Masks, kept, total
+from rewind.slim import slimmed
 
 
 @dataclass(frozen=True)
 class Evaluation:
     accuracy: float
     loss: float
-    sparsity: float
+    sparsity: float  # of the weights the masks cover (prunable, not excluded)
+    network_sparsity: float  # of every parameter, biases, norms and excluded layers included
     remaining_params: int
     total_params: int
     compression: float
     flops: int
     dense_flops: int
+    # With removable dead filters and the input channels they feed removed; None unless asked for.
+    slimmed_params: int | None = None
+    slimmed_flops: int | None = None
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 @torch.no_grad()
@@ -41,16 +47,30 @@ def accuracy_and_loss(
     return correct / len(y), loss_sum / len(y)
 
 
-def evaluate(model: nn.Module, masks: Masks, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
-    """Accuracy and loss on (x, y), with sparsity over the prunable weights, the compression
-    ratio over all parameters (total / remaining, biases and norms included), and FLOPs."""
+def evaluate(model: nn.Module, masks: Masks, x: torch.Tensor, y: torch.Tensor, slim: bool = False) -> Evaluation:
+    """Accuracy and loss on (x, y), with sparsity over the masked weights and over the whole
+    network, the compression ratio over all parameters (total / remaining), FLOPs, and with
+    `slim` (for filter pruning; it needs a model torch.fx can trace) the parameters and FLOPs
+    left once dead filters are physically removed."""
     accuracy, loss = accuracy_and_loss(model, x, y)
     all_params = sum(p.numel() for p in model.parameters())
     remaining = all_params - (total(masks) - kept(masks))
     sparsity = 1.0 - kept(masks) / total(masks) if masks else 0.0
-    pruned_flops, dense_flops = flops(model, masks, tuple(x.shape[1:]))
+    input_shape = tuple(x.shape[1:])
+    pruned_flops, dense_flops = flops(model, masks, input_shape)
+    physical = slimmed(model, masks, input_shape) if slim else None
     return Evaluation(
-        accuracy, loss, sparsity, remaining, all_params, all_params / remaining, pruned_flops, dense_flops
+        accuracy,
+        loss,
+        sparsity,
+        1.0 - remaining / all_params,
+        remaining,
+        all_params,
+        all_params / remaining,
+        pruned_flops,
+        dense_flops,
+        physical.params if physical else None,
+        physical.flops if physical else None,
     )
 
 

@@ -53,7 +53,8 @@ def measure(params: Params, data: Dataset, folder: Path, seed: int) -> dict:
     exclude = None if folder == layout.DENSE else params.prune.exclude
     masks = load_masks(layout.mask(folder, seed), model, exclude)
     val_accuracy, val_loss = accuracy_and_loss(model, data.x_val, data.y_val)
-    measured = evaluate(model, masks, data.x_test, data.y_test).as_dict()
+    slim = params.prune.granularity == "filter"  # whole filters die only under filter pruning
+    measured = evaluate(model, masks, data.x_test, data.y_test, slim).as_dict()
     return measured | {"val_accuracy": val_accuracy, "val_loss": val_loss, "test_examples": len(data.y_test)}
 
 

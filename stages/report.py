@@ -231,6 +231,35 @@ def size_table(params: Params, metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def slimmed_table(params: Params, metrics: dict) -> str:
+    """For filter pruning: the sparsity of the whole network (the tables' sparsity covers only the
+    pruned layers), and what physically removing the dead filters, with the input channels they
+    feed, leaves; empty for weight pruning, where whole filters rarely die."""
+    if params.prune.granularity != "filter":
+        return ""
+    dense = metrics["dense"]
+    lines = [
+        "\n### Dead filters physically removed\n",
+        "Masked filters keep their place in every tensor; removing them, with the input channels and "
+        "batch-norm entries they feed, leaves the network below (channels feeding a residual sum stay). "
+        "Whole-network sparsity counts every parameter, biases, norms and unpruned layers included.\n",
+        "| round | "
+        + " | ".join(f"{s} whole-network sparsity | {s} params left | {s} FLOPs left" for s in params.retrained)
+        + " |",
+        "|---:|" + "---:|---:|---:|" * len(params.retrained),
+    ]
+    for spec in params.rounds:
+        cells = []
+        for s in params.retrained:
+            m = metrics[s][f"round{spec.id}"]
+            ratio, flops = dense["total_params"] / m["slimmed_params"], m["slimmed_flops"] / m["dense_flops"]
+            cells.append(
+                f"{100 * m['network_sparsity']:.1f}% | {m['slimmed_params']:,.0f} ({ratio:.1f}×) | {100 * flops:.1f}%"
+            )
+        lines.append(f"| {spec.id} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def same_plan(params: Params, a: str, b: str, budget: int | None = None) -> bool:
     """Whether strategies `a` and `b` (at `budget`, or each at its own) retrain exactly alike: the
     same start weights, rates, data order and pruning. Then their results are equal by
@@ -407,6 +436,7 @@ The highest sparsity whose mean accuracy is within one standard deviation of the
 ## Size: remaining parameters (compression) and FLOPs against dense
 
 {size_table(params, metrics)}
+{slimmed_table(params, metrics)}
 
 ## Accuracy against retraining budget (one-shot pruning from the dense network)
 

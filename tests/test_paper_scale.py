@@ -10,6 +10,7 @@ import yaml
 from rewind.checkpoint import load_tensors
 from rewind.models import build_model, prunable_names
 from rewind.prune import full_masks
+from rewind.slim import slimmed
 from stages.shared.params import ParamsError, load_params
 from tests.conftest import ROOT, dvc, make_project, tiny_params
 from tests.rewind.test_data import write_cifar
@@ -85,6 +86,15 @@ def test_resnet20_filter_pruning_on_tiny_cifar_runs_through_dvc_repro(tmp_path):
             assert (per_filter.all(1) | removed).all(), f"{strategy} {name}: filters are kept or removed whole"
             assert int(removed.sum()) == round(0.25 * mask.shape[0])
             assert torch.equal(weights[name][removed], torch.zeros_like(weights[name][removed]))
+        # Accounting: the tables' sparsity covers the pruned layers, the whole network's is lower;
+        # removing the dead filters leaves what rewind.slim counts on these very masks.
+        measured = metrics[strategy]["round0"]
+        assert 0 < measured["network_sparsity"] < measured["sparsity"]
+        expected = slimmed(model, masks, (3, 32, 32))
+        assert (measured["slimmed_params"], measured["slimmed_flops"]) == (expected.params, expected.flops)
+        assert measured["slimmed_params"] < measured["total_params"] and measured["slimmed_flops"] < measured["flops"]
+    report = (path / "reports/report.md").read_text()
+    assert "### Dead filters physically removed" in report and "whole-network sparsity" in report
     assert "up to date" in dvc("status", cwd=path).stdout
 
 

@@ -33,6 +33,22 @@ def test_sparsity_remaining_and_compression_count_biases_as_unpruned():
     assert result.total_params == 12
     assert result.remaining_params == 12 - 5
     assert result.compression == pytest.approx(12 / 7)
+    assert result.network_sparsity == pytest.approx(5 / 12), "of every parameter, the bias included"
+    assert "slimmed_params" not in result.as_dict(), "slimming is asked for (filter pruning) or absent"
+
+
+def test_evaluation_of_a_filter_pruned_network_counts_it_slimmed():
+    from rewind.models import build_model
+    from rewind.prune import full_masks
+
+    model = build_model("mlp", (1, 8, 8), 10, seed=0)
+    masks = full_masks(model)
+    masks["3.weight"][:60] = False  # 60 of the second layer's 100 neurons
+    x, y = torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    result = evaluate(model, masks, x, y, slim=True)
+    assert result.slimmed_params == result.total_params - 60 * 300 - 60 - 10 * 60
+    assert result.slimmed_flops == result.dense_flops - 60 * 300 - 10 * 60
+    assert result.flops == result.dense_flops - 60 * 300, "masked: the fc's input columns still count"
 
 
 def test_flops_count_surviving_multiplications_per_output_position():
