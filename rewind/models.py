@@ -30,7 +30,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
     """A freshly initialised model; the same seed always gives the same weights."""
     if name not in MODELS:
-        raise RewindError(f"model.name: unknown model {name!r}; known: {sorted(MODELS)}")
+        raise RewindError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[name](tuple(input_shape), num_classes)
@@ -168,7 +168,7 @@ def vgg16(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     paper's VGG-16): 13 3x3 convolutions, four 2x2 max-pools, global average pooling."""
     channels, height, width = input_shape
     if min(height, width) < 16:
-        raise RewindError(f"model.name: vgg16 pools 16-fold and needs inputs of at least 16x16, got {height}x{width}")
+        raise RewindError(f"vgg16 pools 16-fold and needs inputs of at least 16x16, got {height}x{width}")
     layers: list[nn.Module] = []
     for spec in VGG16_PLAN:
         if spec == "M":

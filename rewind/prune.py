@@ -63,7 +63,7 @@ def scores(
         # drawn in sorted name order: the same scores whatever order the masks come in
         shapes = {n: masks[n].shape[:1] if granularity == "filter" else masks[n].shape for n in sorted(masks)}
         return {name: torch.rand(shape, generator=generator) for name, shape in shapes.items()}
-    raise RewindError(f"prune.method: unknown method {method!r}; known: magnitude, random")
+    raise RewindError(f"unknown pruning method {method!r}; known: magnitude, random")
 
 
 def prune(
@@ -87,7 +87,7 @@ def prune(
 
 def _check_granularity(granularity: Granularity) -> None:
     if granularity not in ("weight", "filter"):
-        raise RewindError(f"prune.granularity: unknown granularity {granularity!r}; known: weight, filter")
+        raise RewindError(f"unknown pruning granularity {granularity!r}; known: weight, filter")
 
 
 def _broadcast(per_filter: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def _select(scored: dict[str, torch.Tensor], masks: Masks, fraction: float, scop
         return {name: _prune_lowest({name: scored[name]}, {name: m}, fraction)[name] for name, m in masks.items()}
     if scope == "global":
         return _prune_lowest(scored, masks, fraction)
-    raise RewindError(f"prune.scope: unknown scope {scope!r}; known: global, layer")
+    raise RewindError(f"unknown pruning scope {scope!r}; known: global, layer")
 
 
 def _prune_lowest(scored: dict[str, torch.Tensor], masks: Masks, fraction: float) -> Masks:

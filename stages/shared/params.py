@@ -344,7 +344,10 @@ def _exclude_problems(params: Params) -> list[str]:
     exclude nothing, silently), and some weight must be left to prune."""
     if params.model.name not in MODELS or params.data.name not in SHAPES:
         return []  # reported above
-    names = prunable_names(architecture(params.model.name, *SHAPES[params.data.name]))
+    try:
+        names = prunable_names(architecture(params.model.name, *SHAPES[params.data.name]))
+    except RewindError as err:  # the model cannot take the dataset's inputs
+        return [f"model.name: {err}"]
     problems = [
         f"prune.exclude: {glob!r} matches no prunable weight; they are {names}"
         for glob in params.prune.exclude

@@ -141,9 +141,9 @@ def test_bad_fraction_and_unknown_method_are_refused():
     masks = full_masks(model)
     with pytest.raises(RewindError, match="fraction"):
         prune(scores(weights(model), masks, "magnitude", 0), masks, 1.0, "global")
-    with pytest.raises(RewindError, match="prune.method"):
+    with pytest.raises(RewindError, match="unknown pruning method .l2."):
         scores(weights(model), masks, "l2", 0)
-    with pytest.raises(RewindError, match="prune.scope"):
+    with pytest.raises(RewindError, match="unknown pruning scope .row."):
         prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "row")
 
 
@@ -194,7 +194,7 @@ def test_random_filter_pruning_is_seeded_and_differs_from_l1():
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert any(not torch.equal(a[n], c[n]) for n in a)
     assert any(not torch.equal(a[n], l1[n]) for n in a)
-    with pytest.raises(RewindError, match="prune.granularity: unknown granularity 'channel'"):
+    with pytest.raises(RewindError, match="unknown pruning granularity 'channel'"):
         prune(scores(weights(model), masks, "magnitude", 0), masks, 0.5, "layer", "channel")
 
 

@@ -47,6 +47,10 @@ def test_the_shipped_params_validate():
         (lambda p: p["rounds"][2].update(prev="round-0"), "rounds.2.prev: is 'round-0', expected 'round-1'"),
         (lambda p: p["rounds"][3].update(id=7), "rounds.3.id: is 7, expected 3"),
         (lambda p: p["model"].update(name="resnet9000"), "model.name: unknown model 'resnet9000'"),
+        (
+            lambda p: p["model"].update(name="vgg16"),
+            "model.name: vgg16 pools 16-fold and needs inputs of at least 16x16",
+        ),
         (lambda p: p["data"].update(name="imagenet"), "data.name: unknown dataset 'imagenet'"),
         (lambda p: p["train"].update(epochs="forty"), "train.epochs: Input should be a valid integer"),
         (lambda p: p["train"].update(lr=[0.1]), "train.lr: Input should be a valid number"),
