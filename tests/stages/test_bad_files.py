@@ -91,7 +91,7 @@ def test_missing_input_names_the_file(built):
 
 def test_unknown_strategy_and_round_on_the_command_line(built):
     result = run([sys.executable, "-m", "stages.retrain", "--strategy", "magic", "--round", "0"], built, check=False)
-    assert result.returncode == 2 and "compare: strategy 'magic' is not compared" in result.stderr
+    assert result.returncode == 2 and "compare: strategy 'magic' is neither compared nor a control" in result.stderr
     result = run([sys.executable, "-m", "stages.prune", "--strategy", "ft", "--round", "7"], built, check=False)
     assert result.returncode == 2 and "rounds: no round 7" in result.stderr
 
