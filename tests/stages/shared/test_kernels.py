@@ -125,7 +125,7 @@ def trained(request, prepared) -> dict:
 
 def test_train_stage_writes_the_same_bytes_under_other_kernel_settings(trained):
     plain, forced = trained["plain"]["files"], trained["forced"]["files"]
-    assert sum("checkpoints/" in name for name in plain) == 4  # epochs 0 … 3 of seed 0
+    assert sum("checkpoints/seed-0/epoch-" in name for name in plain) == 4  # epochs 0 … 3 of seed 0
     assert {"models/seed-0.safetensors", "masks/seed-0.safetensors", "history/seed-0.json"} <= set(plain)
     assert forced == plain
 
