@@ -2,7 +2,8 @@
 # Both create .venv on first use from pyproject.toml's pinned dependencies.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# Stage commands in dvc.yaml call `python`: make it this venv's, and keep telemetry off.
+# Stage commands in dvc.yaml call `python`: make it this venv's, and keep telemetry off (the
+# same switches as pipeline.QUIET_ENV, which every process the flow, bench and tests start gets).
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
@@ -30,8 +31,9 @@ lint: setup
 test: lint
 	pytest
 
-# Prefect (pipeline/): run the flow once; serve the scheduled deployment; benchmark the flow.
-.PHONY: flow prefect-up bench-flow
+# Prefect (pipeline/): run the flow once; serve the scheduled deployment. Benchmarks (bench/):
+# every figure (`python -m bench --quick`: a smoke run), or the flow against `dvc repro` alone.
+.PHONY: flow prefect-up bench bench-flow
 
 flow: setup
 	$(PYTHON) -m pipeline
@@ -39,8 +41,11 @@ flow: setup
 prefect-up: setup
 	$(PYTHON) -m pipeline.serve
 
+bench: setup
+	$(PYTHON) -m bench
+
 bench-flow: setup
-	$(PYTHON) -m pipeline.bench
+	$(PYTHON) -m bench.flow
 
 # Results through a DVC remote: `dvc remote add -d <name> <url>` once (README), then push/pull.
 # Both stop with one line when no default remote is set, or when a local remote cannot be

@@ -15,6 +15,7 @@ import torch
 
 from bench import micro, portable, repro
 from bench.project import Project, default_params, quick_params, small_params
+from bench.sandbox import make_project
 from bench.table import render
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
@@ -53,10 +54,9 @@ def dvc_sections(quick: bool, root: Path) -> dict:
         "noop": repro.noop(project, 1 if quick else 5),
         "incremental": repro.incremental(project, full),
     }
-    source = Project(root / "parallel", quick_params() if quick else small_params())
-    timeout = 300 if quick else 600
-    results["parallel"] = repro.parallel(source.path, root / "pipeline-bench.json", quick, timeout)
-    results["parallel"]["config"] = "quick" if quick else "tests' tiny_params() with a 4-point sweep"
+    source = make_project(root / "parallel", quick_params() if quick else small_params())
+    results["parallel"] = repro.parallel(source, quick)
+    results["parallel"]["config"] = "quick" if quick else "tiny_params() with a 4-point sweep"
     return results
 
 

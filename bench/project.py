@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from bench.sandbox import ROOT, make_project, tiny_params
+from pipeline.dvc_cli import stage_env
 from stages.shared import layout
-from tests.conftest import make_project, project_env, tiny_params
 
 SHIM = '''#!{python} -S
 """Run the real interpreter, then log its argv, wall seconds and peak RSS (bench.project)."""
@@ -51,7 +52,7 @@ class Repro:
 
 
 def fitted_tiny_params() -> dict:
-    """tests' tiny_params(), with any strategy it does not shrink (budget > its 4 epochs) halved to fit."""
+    """tiny_params(), with any strategy it does not shrink (budget > its 4 epochs) halved to fit."""
     params = tiny_params()
     epochs = params["train"]["epochs"]
     for strategy in params["strategies"].values():
@@ -80,7 +81,7 @@ def small_params() -> dict:
 
 def default_params() -> dict:
     """The committed params.yaml, as `make run` uses it."""
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 class Project:
@@ -96,9 +97,8 @@ class Project:
         shim.chmod(0o755)
 
     def env(self, observed: bool = True) -> dict[str, str]:
-        """The tests' project environment; `observed` puts the shim first on PATH."""
-        env = project_env()
-        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        """The stages' environment (telemetry off); `observed` puts the shim first on PATH."""
+        env = stage_env()
         if observed:
             env["PATH"] = f"{self.bin}:{env['PATH']}"
         return env

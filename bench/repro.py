@@ -1,23 +1,19 @@
 """Figures from real `dvc repro` runs of a throwaway project: stage overhead against compute,
 no-op and incremental reruns, peak memory per stage, and the Prefect flow against sequential DVC."""
 
-import json
-import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench import flow
 from bench.project import Project, Repro
 from bench.stats import interleaved, summary
 from rewind.checkpoint import load_tensors
 from stages.shared import layout
 
-ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET, NOOP_TARGET = 0.5, 3.0
 INCREMENTAL_KEY = "strategies.ft.budget"
-QUIET = os.environ | {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 def import_seconds(project: Project, modules: list[str], repetitions: int) -> dict[str, dict]:
@@ -162,29 +158,17 @@ def memory(full: Repro) -> dict:
     }
 
 
-def parallel(source: Path, out: Path, quick: bool, timeout: float) -> dict:
-    """pipeline.bench (its owner's benchmark: sequential `dvc repro` against the Prefect flow, each on a
-    fresh copy of `source`, server start-up excluded), run as `python -m pipeline.bench`."""
-    if not (ROOT / "pipeline" / "bench.py").exists():
-        return {"status": "not available", "reason": "pipeline/ has no bench.py exposing a flow benchmark"}
-    command = [sys.executable, "-m", "pipeline.bench", "--project", str(source), "--json", str(out)]
-    command += ["--no-overhead"] if quick else []
-    try:
-        result = subprocess.run(command, cwd=ROOT, env=QUIET, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"`python -m pipeline.bench` ran past {timeout:.0f} s"}
-    if result.returncode != 0 or not out.exists():
-        tail = " ".join((result.stdout + result.stderr)[-600:].split())
-        return {"status": "failed", "reason": f"`python -m pipeline.bench` exited {result.returncode}: {tail}"}
-    measured = json.loads(out.read_text())
+def parallel(source: Path, quick: bool) -> dict:
+    """bench.flow's figures (sequential `dvc repro` against the Prefect flow, each on a fresh copy of
+    `source`, server start-up excluded); with `quick`, without the one-stage-at-a-time flow run."""
+    measured = flow.measure(source, overhead=not quick)
     return {
         "status": "measured",
-        "command": " ".join(command[1:4]) + " …",
         "stages": measured["flow"]["stages"],
         "sequential_wall_seconds": measured["dvc_repro_s"],
         "parallel_wall_seconds": measured["flow"]["wall_s"],
         "speedup": measured["speedup"],
         "speedup_bound": measured["speedup_bound"],
-        "pipeline_bench": measured,
-        "note": "one run each (n=1), by pipeline.bench; Prefect server start-up is not in the flow's wall",
+        "flow_bench": measured,
+        "note": "one run each (n=1), by bench.flow; Prefect server start-up is not in the flow's wall",
     }

@@ -1,28 +1,21 @@
 """Prefect orchestration over the DVC pipeline.
 
 DVC stays the authority: the flow reads the DAG from DVC, runs every stage through
-`dvc repro -s`, and DVC decides what is stale and records every output in dvc.lock. Prefect
-adds what DVC lacks: independent branches (the strategies) in parallel, retries of transient
-failures, a results artifact, schedules and a UI. No stage logic lives here.
+`dvc repro -s` (pipeline.dvc_cli), and DVC decides what is stale and records every output in
+dvc.lock. Prefect adds what DVC lacks: independent branches (the strategies) in parallel,
+retries of transient failures, a results artifact, schedules and a UI. No stage logic lives here.
 """
 
 import os
-import subprocess
-from collections.abc import Sequence
 
-# Telemetry off before Prefect is imported anywhere in this package (the machine is offline).
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# The one list of telemetry switches (the machine is offline): every process the flow, the
+# benchmark and the tests start gets these, and the Makefile exports the same for shell commands.
+QUIET_ENV = {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+# Set before Prefect is imported anywhere in this package; a value set by the caller is kept.
+for _name, _value in QUIET_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 
 class PipelineError(Exception):
     """A problem the user can fix (bad flow options, a dirty workspace); reported as one line."""
-
-
-def dvc_output(args: Sequence[str], result: subprocess.CompletedProcess) -> str:
-    """The stdout of a finished `dvc *args`; a failure is one PipelineError line with DVC's first error."""
-    if result.returncode != 0:
-        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
-        raise PipelineError(f"dvc {' '.join(args)}: {(errors or ['failed'])[0]}")
-    return result.stdout

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from pipeline import PipelineError
-from pipeline.options import RunOptions, resolve_run
+from pipeline.options import RunOptions, plan_run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
@@ -40,21 +40,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check the options, run the flow; a problem is one `error:` line and exit status 2 (1 if a stage failed).
+    """Plan the run, run the flow; a problem is one `error:` line and exit status 2 (1 if a stage failed).
 
-    Options and overrides are checked (as the stages check params.yaml) before Prefect is imported,
-    so a typo costs no server start and prints no Prefect log or traceback.
+    Options and overrides are resolved and checked (as the stages check params.yaml) before Prefect
+    is imported, so a typo costs no server start and prints no Prefect log or traceback; the flow
+    gets the plan and does not resolve it again.
     """
     try:
         options, project = parse_args(argv)
-        resolve_run(options, project)
+        plan = plan_run(options, project)
         _start_prefect()
     except (PipelineError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    from pipeline.flow import rewind
+    from pipeline.flow import run_plan
 
-    state = rewind(options=options, project=str(project), return_state=True)
+    state = run_plan(plan=plan, return_state=True)
     if not state.is_completed():
         print(f"error: {state.result(raise_on_failure=False)}", file=sys.stderr)
         return 1

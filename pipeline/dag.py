@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import PipelineError
-from pipeline.warm_dvc import WarmDvc
 
 Graph = dict[str, frozenset[str]]  # stage name → the stages it depends on
 
@@ -43,17 +42,6 @@ def address(stage: Any, project: Path) -> str:
     if name is None:  # a .dvc file
         return dvcfile
     return name if dvcfile == "dvc.yaml" else f"{dvcfile}:{name}"
-
-
-def stale_stages(dvc: WarmDvc) -> set[str]:
-    """The stages `dvc status` reports changed now, before anything runs.
-
-    A stage neither listed here nor downstream of a stage that runs is up to date for the whole
-    run, so the flow need not run a `dvc repro -s` (tenths of a second each) to hear it.
-    """
-    import json
-
-    return set(json.loads(dvc.output(["status", "--json"]) or "{}"))
 
 
 def topological_order(graph: Graph) -> list[str]:

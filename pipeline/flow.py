@@ -1,16 +1,18 @@
 """The `rewind` flow: the DVC pipeline, one Prefect task per stage, independent branches in parallel.
 
+Two entry points run the same flow: `rewind(options, project)`, which deployments start with the
+options given in the UI or `prefect deployment run`, and `run_plan(plan)` for a RunPlan resolved
+already (`python -m pipeline` resolves it before Prefect starts). Either way the options are
+resolved against params.yaml once (options.plan_run), and the plan is passed on.
+
 The flow reads the DAG from DVC, then submits each stage as soon as every stage it depends on
-has completed, keeping at most `parallelism` running (options.stages_at_once). Stages run through
-one warm DVC process per flow run (pipeline.warm_dvc), which forks a fresh DVC per stage without
-importing DVC again. A failed stage fails the stages downstream of it (as `not-run` tasks that
-name it), while every other branch runs to its end, so their results are in dvc.lock and the
-cache. Then the results artifact is published and, for a run with overrides, the experiment is
-saved and the workspace restored (pipeline.workspace).
+has completed, keeping at most `parallelism` running (options.stages_at_once); each stage is
+`dvc repro -s` (pipeline.dvc_cli). A failed stage fails the stages downstream of it (as `not-run`
+tasks that name it), while every other branch runs to its end, so their results are in dvc.lock
+and the cache. Then the results artifact is published and, for a run with overrides, the
+experiment is saved and the workspace restored (pipeline.workspace).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -18,13 +20,12 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from pipeline import PipelineError
-from pipeline.dag import Graph, read_graph, stale_stages, topological_order
-from pipeline.options import RunOptions, resolve_run, stages_at_once
+from pipeline import PipelineError, dvc_cli
+from pipeline.dag import Graph, read_graph, topological_order
+from pipeline.options import RunOptions, RunPlan, plan_run, stages_at_once
 from pipeline.results import publish
-from pipeline.tasks import StageRun, not_run, parallel_stage_env, run_stage
-from pipeline.warm_dvc import WarmDvc, warm_dvc
-from pipeline.workspace import Experiment, experiment
+from pipeline.tasks import StageRun, not_run, repro_stage
+from pipeline.workspace import experiment
 
 SHOWN_NOT_RUN = 8  # stages named in the failure message; the UI lists every one
 MAX_THREADS = 64  # the thread pool's size; `parallelism` limits what is submitted to it
@@ -42,30 +43,37 @@ class RunSummary(BaseModel):
     changes: dict[str, object] = {}
 
 
-@flow(name="rewind", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS), log_prints=True)
+FLOW = {"name": "rewind", "task_runner": ThreadPoolTaskRunner(max_workers=MAX_THREADS), "log_prints": True}
+
+
+@flow(**FLOW)
 def rewind(options: RunOptions = RunOptions(), project: str = ".") -> RunSummary:  # noqa: B008 (Prefect reads defaults)
     """Run the comparison as `dvc repro` would, with parallel branches; see the module docstring."""
-    root = Path(project).resolve()
-    changes, effective = resolve_run(options, root)
-    with _workspace(root, changes, options.experiment) as recorder:
-        at_once = stages_at_once(options, effective)
-        with warm_dvc(root, parallel_stage_env()) as dvc:
-            stages = run_graph(read_graph(root), stale_stages(dvc), dvc, at_once, options.retries)
-            publish(dvc, root, _heading(changes))
-        saved = recorder.save(options.experiment) if recorder else None
+    return run_plan.fn(plan_run(options, Path(project)))
+
+
+@flow(**FLOW)
+def run_plan(plan: RunPlan) -> RunSummary:
+    """The flow for a run whose options are resolved already; see the module docstring."""
+    root = Path(plan.project)
+    with experiment(root, plan.changes, plan.options.experiment) as save:
+        at_once = stages_at_once(plan.options, plan.params)
+        stages = run_graph(read_graph(root), root, dvc_cli.status(root), at_once, plan.options.retries)
+        publish(root, _heading(plan.changes))
+        saved = save()
     if saved:
         get_run_logger().info("saved as DVC experiment %r; see `dvc exp show`", saved)
-    return RunSummary(stages=stages, experiment=saved, changes=changes)
+    return RunSummary(stages=stages, experiment=saved, changes=plan.changes)
 
 
-def run_graph(graph: Graph, stale: set[str], dvc: WarmDvc, parallelism: int, retries: int) -> dict[str, StageRun]:
+def run_graph(graph: Graph, project: Path, stale: set[str], parallelism: int, retries: int) -> dict[str, StageRun]:
     """Run every stage once its upstream stages completed; raise PipelineFailed naming failures.
 
     A stage goes through `dvc repro -s` when `dvc status` listed it (`stale`) or a stage it
     depends on ran or was restored; DVC then decides. Any other stage is up to date already.
     """
     logger = get_run_logger()
-    stage_task = run_stage.with_options(retries=retries)
+    stage_task = repro_stage.with_options(retries=retries)
     waiting = topological_order(graph)
     done: dict[str, StageRun] = {}
     failed: dict[str, str] = {}  # stage → its failure, one line
@@ -80,7 +88,7 @@ def run_graph(graph: Graph, stale: set[str], dvc: WarmDvc, parallelism: int, ret
         for name in ready[: max(0, parallelism - _stages_running(running, blocked))]:
             waiting.remove(name)
             check = name in stale or any(done[up].outcome != "up to date" for up in graph[name])
-            running[stage_task.with_options(task_run_name=name).submit(dvc.socket_path, name, check)] = name
+            running[stage_task.with_options(task_run_name=name).submit(str(project), name, check)] = name
         if not running:
             raise PipelineError(f"stages never became ready: {waiting}")  # a cycle; DVC forbids them
         future = next(as_completed(list(running)))
@@ -117,16 +125,6 @@ def _failure_message(failed: dict[str, str], blocked: dict[str, list[str]]) -> s
         more = f" and {len(names) - SHOWN_NOT_RUN} more" if len(names) > SHOWN_NOT_RUN else ""
         message += f"; not run: {', '.join(names[:SHOWN_NOT_RUN])}{more}"
     return message
-
-
-@contextmanager
-def _workspace(root: Path, changes: dict[str, object], name: str | None) -> Iterator[Experiment | None]:
-    """An experiment for a run with changes; the plain workspace (like `dvc repro`) otherwise."""
-    if not changes:
-        yield None
-        return
-    with experiment(root, changes, name) as recorder:
-        yield recorder
 
 
 def _heading(changes: dict[str, object]) -> str:

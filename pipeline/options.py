@@ -1,13 +1,11 @@
-"""What one flow run does, and how its overrides become a new params.yaml.
+"""What one flow run does (RunOptions), resolved once against params.yaml (RunPlan).
 
 Overrides are checked against params.yaml before anything is written: an unknown key or
 strategy is one line naming it, and the merged params must pass the same validation the
 `validate` stage applies, so a bad value never costs a half-run pipeline.
 """
 
-import copy
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +52,10 @@ def stages_at_once(options: RunOptions, params: dict[str, Any]) -> int:
     """`options.parallelism`, or the default for where the stages compute (params' `train`).
 
     On a CPU: enough stages to fill the cores with `train.threads` each (null: one per core), plus
-    one. A stage holds DVC's repository lock for a few tenths of a second before and after its
-    command; with just enough stages to fill the cores, a stage waiting for that lock leaves its
-    share idle, and the extra one takes it. On the default config (1 thread) and 2 cores, 3 at
-    once took 111.4 s against 173.0 s for `dvc repro` (1.55x), 2 at once 120.4 s against 169.7 s
-    (1.41x) (`make bench-flow`). On a GPU: two, one computing while the other starts or saves;
-    more would share its memory.
+    one. A stage holds DVC's repository lock briefly before and after its command; with just
+    enough stages to fill the cores, a stage waiting for that lock leaves its share idle, and the
+    extra one takes it (README, Performance, has the measurements). On a GPU: two, one computing
+    while the other starts or saves; more would share its memory.
     """
     if options.parallelism is not None:
         return options.parallelism
@@ -74,6 +70,41 @@ def stages_at_once(options: RunOptions, params: dict[str, Any]) -> int:
     return max(1, cores // per_stage) + 1
 
 
+class RunPlan(BaseModel):
+    """A run's options resolved against params.yaml, once: what it changes and the params it runs.
+
+    Made by `plan_run`, then passed on: the flow sizes its parallelism from `params`, writes
+    `changes` into params.yaml for an experiment and names them in its results.
+    """
+
+    options: RunOptions
+    project: str  # the project folder, absolute
+    changes: dict[str, Any]  # dotted params.yaml key → new value, only where it differs
+    params: dict[str, Any]  # params.yaml with the changes applied, validated as the stages validate it
+
+
+def plan_run(options: RunOptions, project: Path) -> RunPlan:
+    """This run's changes to params.yaml and the params they give, checked as the stages check them.
+
+    `strategies` is sugar for an override of `compare`. Raises PipelineError, one line naming the
+    key, before anything is written: `python -m pipeline` calls it before Prefect starts, so a bad
+    override costs no server; a deployment's run calls it as the flow starts.
+    """
+    if options.strategies is not None and COMPARE_KEY in options.overrides:
+        raise PipelineError(f"options: give the strategies as `strategies` or as overrides[{COMPARE_KEY!r}], not both")
+    wanted = dict(options.overrides)
+    if options.strategies is not None:
+        wanted[COMPARE_KEY] = list(options.strategies)
+    params = read_params(project)
+    changes = _apply(params, wanted)
+    _check_strategies(params)
+    if changes:
+        check_params(params)
+    elif options.experiment is not None:
+        raise PipelineError("experiment: a name is given but no override changes params.yaml; nothing to record")
+    return RunPlan(options=options, project=str(project.resolve()), changes=changes, params=params)
+
+
 def read_params(project: Path) -> dict[str, Any]:
     """params.yaml as plain data; a missing or broken file is one line."""
     path = project / PARAMS_FILE
@@ -86,65 +117,14 @@ def read_params(project: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_changes(options: RunOptions, params: dict[str, Any]) -> dict[str, Any]:
-    """The params.yaml keys this run changes (dotted key → value), only those that differ.
-
-    `strategies` is sugar for an override of `compare`. Raises PipelineError naming an unknown
-    key or strategy.
-    """
-    if options.strategies is not None and COMPARE_KEY in options.overrides:
-        raise PipelineError(f"options: give the strategies as `strategies` or as overrides[{COMPARE_KEY!r}], not both")
-    wanted = dict(options.overrides)
-    if options.strategies is not None:
-        wanted[COMPARE_KEY] = list(options.strategies)
-    merged = copy.deepcopy(params)
-    changes = {}
-    for key, value in wanted.items():
-        container, last = _locate(merged, key)
-        if container[last] != value:
-            container[last] = value
-            changes[key] = value
-    _check_strategies(merged)
-    if options.experiment is not None and not changes:
-        raise PipelineError("experiment: a name is given but no override changes params.yaml; nothing to record")
-    return changes
-
-
-def resolve_run(options: RunOptions, project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """This run's changes to params.yaml and the params they give, checked as the stages check them.
-
-    The one place a run's options meet params.yaml: `python -m pipeline` calls it before Prefect
-    starts, so a bad override costs no server; the flow calls it again, for runs a deployment starts.
-    Raises PipelineError, one line naming the key.
-    """
-    params = read_params(project)
-    changes = resolve_changes(options, params)
-    effective = apply_changes(params, changes)
-    if changes:
-        check_params(effective)
-    return changes, effective
-
-
-def apply_changes(params: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `params` with `changes` (from resolve_changes) applied."""
-    merged = copy.deepcopy(params)
-    for key, value in changes.items():
-        container, last = _locate(merged, key)
-        container[last] = value
-    return merged
-
-
 def check_params(params: dict[str, Any]) -> None:
-    """Validate merged params with the stages' own rules (stages.shared.params), before writing anything."""
-    from stages.shared.params import ParamsError, load_params  # the one definition of valid params; imports torch
+    """Validate params with the stages' own rules (stages.shared.params), before writing anything."""
+    from stages.shared.params import ParamsError, params_from_mapping  # the one definition of valid params
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / PARAMS_FILE
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
-        try:
-            load_params(path)
-        except ParamsError as err:  # one line naming the key
-            raise PipelineError(f"overrides: {str(err).replace(str(path), PARAMS_FILE)}") from None
+    try:
+        params_from_mapping(params, PARAMS_FILE)
+    except ParamsError as err:  # one line naming the key
+        raise PipelineError(f"overrides: {err}") from None
 
 
 def write_changes(project: Path, changes: dict[str, Any]) -> None:
@@ -155,6 +135,17 @@ def write_changes(project: Path, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
             container, last = _locate(data, key)
             container[last] = value
+
+
+def _apply(params: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """Set every wanted key (dotted) in `params`, in place; returns the keys whose value changed."""
+    changes = {}
+    for key, value in wanted.items():
+        container, last = _locate(params, key)
+        if container[last] != value:
+            container[last] = value
+            changes[key] = value
+    return changes
 
 
 def _locate(data: Any, dotted: str) -> tuple[Any, Any]:

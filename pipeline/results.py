@@ -8,13 +8,12 @@ report stage's markdown (mean ± std, winners, safe sparsity, sizes, the budget 
 published beside it as it is, so the UI shows the same tables as reports/report.md.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipeline.warm_dvc import WarmDvc
+from pipeline import dvc_cli
 from stages.shared.layout import REPORT
 
 ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
@@ -33,13 +32,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def collect(dvc: WarmDvc) -> tuple[dict[str, Any], dict[str, Any]]:
+def collect(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics now, metrics diff against HEAD), both keyed `file: dotted key`, from DVC."""
-    shown = json.loads(dvc.output(["metrics", "show", "--json"]) or "{}")
+    shown, diff = dvc_cli.metrics(project)
     files = {
         file: content.get("data") or {} for rev in shown.values() for file, content in (rev.get("data") or {}).items()
     }
-    diff = json.loads(dvc.output(["metrics", "diff", "--json"]) or "{}")
 
     def name(file: str, key: str) -> str:  # the file is named only when there are several
         return key if len(files) <= 1 else f"{file}: {key}"
@@ -75,10 +73,9 @@ def markdown(metrics: list[str], rows: list[dict[str, Any]], heading: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def publish(dvc: WarmDvc, project: Path, heading: str) -> str:
-    """Create the markdown and table artifacts of the results in `project` (whose DVC `dvc` runs);
-    returns the markdown."""
-    current, changes = collect(dvc)
+def publish(project: Path, heading: str) -> str:
+    """Create the markdown and table artifacts of the results in `project`; returns the markdown."""
+    current, changes = collect(project)
     metrics, rows = table_rows(current, changes)
     text = markdown(metrics, rows, heading)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: results per strategy and round")

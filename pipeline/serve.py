@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline import PipelineError
+from pipeline import QUIET_ENV, PipelineError
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
@@ -37,15 +37,9 @@ def free_port() -> int:
 
 def prefect_env(api_url: str, home: Path | None = None) -> dict[str, str]:
     """The environment of every Prefect command here: this server, this venv first on PATH, no telemetry."""
-    env = dict(os.environ)
+    env = dict(os.environ) | QUIET_ENV
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(
-        PREFECT_API_URL=api_url,
-        PREFECT_SERVER_API_HOST=HOST,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        DVC_NO_ANALYTICS="1",
-    )
+    env.update(PREFECT_API_URL=api_url, PREFECT_SERVER_API_HOST=HOST)
     if home is not None:
         env["PREFECT_HOME"] = str(home)
     return env

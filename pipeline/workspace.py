@@ -15,17 +15,15 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline import PipelineError, dvc_output
+from pipeline import PipelineError, dvc_cli
 from pipeline.options import write_changes
-from pipeline.tasks import stage_env
 
 log = logging.getLogger("rewind.pipeline")
 LOCK_FILE = "dvc.lock"
@@ -38,13 +36,6 @@ def git(project: Path, *args: str) -> str:
     if result.returncode != 0:
         raise PipelineError(f"git {' '.join(args)}: {(result.stderr.strip() or 'failed').splitlines()[0]}")
     return result.stdout
-
-
-def dvc(project: Path, *args: str) -> str:
-    """Run dvc in `project` with the stages' environment; a failure is one PipelineError line."""
-    command = [sys.executable, "-m", "dvc", *args]
-    result = subprocess.run(command, cwd=project, env=stage_env(), capture_output=True, text=True, check=False)
-    return dvc_output(args, result)
 
 
 def require_clean(project: Path) -> None:
@@ -63,34 +54,33 @@ def lock_outputs(text: str) -> set[str]:
     return {out["path"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
-class Experiment:
-    """The experiment being run in the workspace; `save` records it."""
-
-    def __init__(self, project: Path, changes: dict[str, Any]) -> None:
-        self.project = project
-        self.changes = changes
-        self.name: str | None = None
-
-    def save(self, name: str | None) -> str:
-        """`dvc exp save` the workspace as it is now; returns the experiment's name."""
-        output = dvc(self.project, "exp", "save", *(["--name", name] if name else []))
-        found = SAVED_AS.search(output)
-        self.name = found.group(1) if found else (name or "?")
-        return self.name
-
-
 @contextmanager
-def experiment(project: Path, changes: dict[str, Any], name: str | None) -> Iterator[Experiment]:
-    """Apply `changes` to params.yaml for the duration, then restore the committed workspace."""
+def experiment(project: Path, changes: dict[str, Any], name: str | None) -> Iterator[Callable[[], str | None]]:
+    """Apply `changes` to params.yaml for the duration, then restore the committed workspace.
+
+    Yields `save`, which records the workspace as it is then (`dvc exp save`) and returns the
+    experiment's name. Without changes the run is a plain `dvc repro`: nothing is written, nothing
+    restored, and `save` records nothing.
+    """
+    if not changes:
+        yield lambda: None
+        return
     require_clean(project)
     if name is not None and name in existing_experiments(project):
         raise PipelineError(f"experiment: {name!r} exists already for this commit; pick another name")
     untracked = set(untracked_files(project))
     write_changes(project, changes)
     try:
-        yield Experiment(project, changes)
+        yield lambda: save(project, name)
     finally:
         restore(project, untracked)
+
+
+def save(project: Path, name: str | None) -> str:
+    """`dvc exp save` the workspace as it is now; returns the experiment's name."""
+    output = dvc_cli.output(project, "exp", "save", *(["--name", name] if name else []))
+    found = SAVED_AS.search(output)
+    return found.group(1) if found else (name or "?")
 
 
 def existing_experiments(project: Path) -> set[str]:
@@ -124,7 +114,7 @@ def restore(project: Path, untracked_before: set[str]) -> None:
     for path in sorted(experiment_outs - committed_outs):
         _remove(project / path)
     if committed_outs:
-        dvc(project, "checkout", "--force")
+        dvc_cli.output(project, "checkout", "--force")
 
 
 def _remove(path: Path) -> None:

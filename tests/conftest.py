@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny copy of the project in a temporary git repo, run with real dvc."""
+"""Shared fixtures: a tiny copy of the project in a temporary git repo (bench.sandbox), run with real dvc."""
 
 import fcntl
 import os
@@ -10,32 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.shared import layout
+from bench.sandbox import GIT_IDENTITY, make_project, tiny_params
+from pipeline.dvc_cli import stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = layout.PROJECT_FILES
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def tiny_params(**overrides) -> dict:
-    """The default params.yaml shrunk to seconds: 2 seeds, 4 dense epochs, 2 rounds, 3 strategies,
-    a budget sweep of 2 strategies x 2 budgets at one sparsity."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["seeds"] = [0, 1]
-    params["train"].update(epochs=4, milestones=[2], batch_size=128)
-    for spec in params["strategies"].values():
-        spec["budget"] = min(spec["budget"], 2)
-    params["strategies"]["reinit"]["budget"] = 4
-    params["compare"] = ["ft", "wr", "lrr"]
-    params["rounds"] = [{"id": 0, "prev": "../dense"}, {"id": 1, "prev": "round-0"}]
-    params["sweep"] = {"strategies": ["ft", "lrr"], "sparsities": [0.9], "budgets": [1, 2]}
-    for dotted, value in overrides.items():
-        *path, last = dotted.split(".")
-        node = params
-        for key in path:
-            node = node[key]
-        node[last] = value
-    return params
+__all__ = ["ROOT", "VENV_BIN", "copy_of", "dvc", "make_project", "params_with", "project_env", "run", "tiny_params"]
 
 
 def params_with(tmp_path: Path, **train):
@@ -49,18 +29,8 @@ def params_with(tmp_path: Path, **train):
 
 
 def project_env() -> dict[str, str]:
-    """The environment stage commands need: this venv's python first on PATH, telemetry off."""
-    env = dict(os.environ)
-    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        DO_NOT_TRACK="1",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    return env
+    """The environment stage commands need: this venv's python first on PATH, telemetry off, a git identity."""
+    return stage_env() | GIT_IDENTITY
 
 
 def run(
@@ -75,23 +45,6 @@ def run(
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def make_project(path: Path, params: dict) -> Path:
-    """A git + dvc repo holding the project's code and `params`, committed."""
-    path.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, path / name)
-    shutil.copytree(ROOT / ".dvc", path / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "tiny project"], path)
-    return path
 
 
 @pytest.fixture

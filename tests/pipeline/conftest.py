@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
+from bench.flow import stage_spans
 from pipeline.flow import RunSummary, rewind
 from pipeline.options import RunOptions
 from tests.conftest import ROOT, dvc, make_project, project_env, run, tiny_params
@@ -18,7 +20,8 @@ ONE_ROUND = [{"id": 0, "prev": "../dense"}]
 
 
 def flow_params() -> dict:
-    """tiny_params cut further for the flow tests: two strategies, one round, the tiny sweep (11 stages)."""
+    """tiny_params cut further for the flow tests: two strategies and the reinit control, one round,
+    the tiny sweep (12 stages)."""
     return tiny_params(compare=["ft", "lrr"], rounds=ONE_ROUND)
 
 
@@ -32,7 +35,7 @@ def make_flow_project(path: Path, params: dict) -> Path:
     return project
 
 
-def run_flow(project: Path, **options) -> tuple[object, RunSummary | BaseException]:
+def run_flow(project: Path, **options) -> tuple[State, RunSummary | BaseException]:
     """The flow on `project` in this process; (final state, its result or exception)."""
     state = rewind(options=RunOptions(**options), project=str(project), return_state=True)
     return state, state.result(raise_on_failure=False)
@@ -56,8 +59,9 @@ def prefect_server():
 
 
 @pytest.fixture(scope="session")
-def flowed(prefect_server, tmp_path_factory) -> tuple[Path, RunSummary, Path]:
-    """A tiny project run by the flow and committed, and one reproduced by `dvc repro` on the same params.
+def flowed(prefect_server, tmp_path_factory) -> tuple[Path, RunSummary, Path, dict[str, tuple[float, float]]]:
+    """A tiny project run by the flow and committed, one reproduced by `dvc repro` on the same params,
+    and each stage task's [start, end] as Prefect's server recorded them.
 
     `dvc repro` runs in the background meanwhile: the two share the two cores, not the wall time.
     """
@@ -74,4 +78,4 @@ def flowed(prefect_server, tmp_path_factory) -> tuple[Path, RunSummary, Path]:
     assert state.is_completed(), summary
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "results of the flow"], project)
-    return project, summary, reference
+    return project, summary, reference, stage_spans(state.state_details.flow_run_id, len(summary.stages))

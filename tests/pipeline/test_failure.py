@@ -96,4 +96,4 @@ def test_rerun_without_the_fault_does_only_what_is_left(prefect_server, failed_r
     ran = {name for name, stage in summary.stages.items() if stage.outcome != "up to date"}
     assert ran == {"retrain@ft-round0", "evaluate", "report"}
     assert stale(project) == set()
-    assert set(json.loads((project / "results/metrics.json").read_text())) == {"dense", "ft", "lrr"}
+    assert set(json.loads((project / "results/metrics.json").read_text())) == {"dense", "ft", "lrr", "reinit"}

@@ -3,12 +3,13 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline import PipelineError
-from pipeline.options import RunOptions, apply_changes, resolve_changes, resolve_run, stages_at_once, write_changes
+from pipeline.options import RunOptions, plan_run, stages_at_once, write_changes
 from tests.conftest import ROOT, project_env, tiny_params
 
 
@@ -17,20 +18,27 @@ def params() -> dict:
     return tiny_params()
 
 
-def test_no_options_change_nothing(params):
-    assert resolve_changes(RunOptions(), params) == {}
+@pytest.fixture
+def project(tmp_path, params) -> Path:
+    """A folder holding just params.yaml (tiny_params): all plan_run reads."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
 
 
-def test_overrides_and_strategies_become_changes_only_where_they_differ(params):
+def test_no_options_change_nothing(project, params):
+    plan = plan_run(RunOptions(), project)
+    assert plan.changes == {} and plan.params == params and plan.project == str(project.resolve())
+
+
+def test_overrides_and_strategies_become_changes_only_where_they_differ(project, params):
     options = RunOptions(
         strategies=["lrr", "ft"],
         overrides={"strategies.lrr.budget": 3, "train.epochs": params["train"]["epochs"], "rounds.0.prev": "../dense"},
     )
-    changes = resolve_changes(options, params)
-    assert changes == {"strategies.lrr.budget": 3, "compare": ["lrr", "ft"]}
-    merged = apply_changes(params, changes)
-    assert merged["strategies"]["lrr"]["budget"] == 3 and merged["compare"] == ["lrr", "ft"]
-    assert params["strategies"]["lrr"]["budget"] != 3, "the input is not modified"
+    plan = plan_run(options, project)
+    assert plan.changes == {"strategies.lrr.budget": 3, "compare": ["lrr", "ft"]}
+    assert plan.params["strategies"]["lrr"]["budget"] == 3 and plan.params["compare"] == ["lrr", "ft"]
+    assert yaml.safe_load((project / "params.yaml").read_text()) == params, "params.yaml is not written"
 
 
 @pytest.mark.parametrize(
@@ -47,19 +55,23 @@ def test_overrides_and_strategies_become_changes_only_where_they_differ(params):
         ({"experiment": "named"}, "experiment: a name is given but no override changes params.yaml"),
     ],
 )
-def test_bad_options_are_one_line_naming_the_key(params, options, message):
+def test_bad_options_are_one_line_naming_the_key(project, options, message):
     with pytest.raises(PipelineError) as caught:
-        resolve_changes(RunOptions(**options), params)
+        plan_run(RunOptions(**options), project)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_resolve_run_checks_the_merged_params_as_the_stages_do(tmp_path, params):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    changes, effective = resolve_run(RunOptions(overrides={"train.lr": 0.05}), tmp_path)
-    assert changes == {"train.lr": 0.05} and effective == apply_changes(params, changes)
+def test_plan_run_checks_the_merged_params_as_the_stages_do(project):
+    plan = plan_run(RunOptions(overrides={"train.lr": 0.05}), project)
+    assert plan.changes == {"train.lr": 0.05} and plan.params["train"]["lr"] == 0.05
     with pytest.raises(PipelineError) as caught:
-        resolve_run(RunOptions(overrides={"train.lr": -1}), tmp_path)
+        plan_run(RunOptions(overrides={"train.lr": -1}), project)
     assert str(caught.value).startswith("overrides: params.yaml: train.lr: ") and "\n" not in str(caught.value)
+
+
+def test_a_missing_params_yaml_is_one_line(tmp_path):
+    with pytest.raises(PipelineError, match=r"^params.yaml: cannot read: .*No such file"):
+        plan_run(RunOptions(), tmp_path)
 
 
 def test_options_model_refuses_unknown_fields_and_bad_values():

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_scheduled_deployment_runs_an_override_as_an_experiment(flowed, tmp_path):
-    project, _, _ = flowed
+    project, _, _, _ = flowed
     port = free_port()
     options = {"strategies": ["lrr"], "overrides": {"strategies.lrr.budget": 1}, "experiment": "e2e-lrr-only"}
     with local_server(port, tmp_path / "prefect-home", project, log=tmp_path / "server.log") as env:

@@ -1,8 +1,8 @@
-"""pipeline.bench's arithmetic on made-up pairs (tests/bench runs the measuring: `python -m bench --quick`)."""
+"""bench.flow's arithmetic on made-up pairs (test_bench runs the measuring: `python -m bench --quick`)."""
 
 import pytest
 
-from pipeline.bench import main, median_pair, report
+from bench.flow import main, median_pair, report
 
 CPU = {"total": 10.0, "stages_and_dvc": 9.0, "prefect_client": 0.5, "prefect_server_and_rest": 0.5}
 

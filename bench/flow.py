@@ -1,4 +1,4 @@
-"""`python -m pipeline.bench`: the flow with parallel branches against sequential `dvc repro`.
+"""`python -m bench.flow` (`make bench-flow`): the flow with parallel branches against sequential `dvc repro`.
 
 Each measurement starts from a clean state: a fresh copy of the project's code, params.yaml and
 dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In one process:
@@ -7,7 +7,10 @@ dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In
 2. the flow with `--parallelism` stages at a time (default: the flow's, options.stages_at_once):
    speed-up = (1) / (2);
 3. the flow with one stage at a time: Prefect's own overhead = its wall time minus the sum of
-   its stages' `dvc repro -s` times (`--no-overhead` skips this run).
+   its stage tasks' times (`--no-overhead` skips this run).
+
+Stage times are the task runs' start and end as Prefect's server records them (its public client),
+so the flow carries nothing for the benchmark.
 
 Each run's CPU seconds say what bounds the speed-up: a flow cannot end before its CPU work,
 spread over every core, is done, so `dvc repro` wall / (flow CPU / cores) is the most that
@@ -19,13 +22,12 @@ The baseline runs with no Prefect server up; flow times count from the flow's st
 against an already running local Prefect server, so the server's start-up is not in them.
 `--repeat N` measures N baseline-and-flow pairs one after the other and reports the pair with
 the median speed-up (a shared machine's speed drifts by several percent between runs).
-`measure()` returns the numbers for other benchmarks; `--json PATH` writes them.
+`measure()` returns the numbers (`python -m bench` reports them); `--json PATH` writes them.
 """
 
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,28 +37,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from pipeline.tasks import stage_env
-from stages.shared import layout
+from bench.sandbox import make_project
+from pipeline.dvc_cli import stage_env
+from pipeline.options import RunOptions, read_params, stages_at_once
 
-PROJECT_FILES = [*layout.PROJECT_FILES, "params.yaml"]
-
-
-def fresh_copy(source: Path, target: Path) -> Path:
-    """The project's code and params in a new git repo with an empty DVC cache: a clean state."""
-    target.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif path.exists():
-            shutil.copy2(path, target / name)
-    shutil.copytree(source / ".dvc", target / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    env = stage_env() | {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost"}
-    env |= {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(command, cwd=target, env=env, check=True, capture_output=True)
-    return target
+RECORDED_WAIT_S = 30.0  # for the server to record the last task runs' ends after the flow returns
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -93,7 +80,7 @@ def time_dvc_repro(project: Path) -> dict[str, Any]:
     before, started = cpu_seconds(), time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "dvc", "repro"], cwd=project, env=stage_env(), capture_output=True, text=True
-    )
+    )  # plain DVC, as `make run` runs it
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"error: dvc repro failed in {project}:\n{result.stderr[-2000:]}")
@@ -102,8 +89,7 @@ def time_dvc_repro(project: Path) -> dict[str, Any]:
 
 def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
     """Wall seconds of the flow, the sum of its stages' seconds, and the time no stage was running."""
-    from pipeline.flow import rewind
-    from pipeline.options import RunOptions
+    from pipeline.flow import rewind  # imports Prefect
 
     before, started = cpu_seconds(), time.perf_counter()
     started_at = time.time()
@@ -113,19 +99,37 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
     summary = state.result(raise_on_failure=False)
     if not state.is_completed():
         raise SystemExit(f"error: the flow failed in {project}: {summary}")
-    runs = list(summary.stages.values())
-    busy = _union([(run.started, run.started + run.seconds) for run in runs if run.seconds > 0])
+    spans = stage_spans(state.state_details.flow_run_id, len(summary.stages))
     return {
         "wall_s": wall,
-        "stages": len(runs),
-        "stage_sum_s": sum(run.seconds for run in runs),
-        "idle_s": wall - busy,  # no stage process running: Prefect, DVC DAG reading, artifact
-        "first_stage_after_s": min(run.started for run in runs) - started_at,
+        "stages": len(spans),
+        "stage_sum_s": sum(end - start for start, end in spans.values()),
+        "idle_s": wall - _union(list(spans.values())),  # no stage running: Prefect, DVC DAG reading, artifact
+        "first_stage_after_s": min(start for start, _ in spans.values()) - started_at,
         "cpu_s": cpu,
         "timeline": {  # stage → [start, end] in seconds from the flow's start: where the cores idled
-            run.stage: [run.started - started_at, run.started - started_at + run.seconds] for run in runs
+            stage: [start - started_at, end - started_at] for stage, (start, end) in spans.items()
         },
     }
+
+
+def stage_spans(flow_run_id: UUID, stages: int) -> dict[str, tuple[float, float]]:
+    """Each stage task's [start, end] (epoch seconds) in a finished flow run, from Prefect's server.
+
+    The server records task runs from events the client sends, so the last ends may arrive just
+    after the flow returns: wait for all `stages` of them, RECORDED_WAIT_S at most.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + RECORDED_WAIT_S
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            spans = {r.name: (r.start_time.timestamp(), r.end_time.timestamp()) for r in runs if r.end_time}
+            if len(spans) >= stages or time.monotonic() > deadline:
+                return spans
+            time.sleep(0.2)
 
 
 def measure(project: Path, parallelism: int | None = None, overhead: bool = True, repeat: int = 1) -> dict[str, Any]:
@@ -134,8 +138,6 @@ def measure(project: Path, parallelism: int | None = None, overhead: bool = True
     With `repeat` > 1, baseline and flow are measured that many times, one after the other; the
     top-level figures are those of the pair with the median speed-up, `repeats` has every pair.
     """
-    from pipeline.options import RunOptions, read_params, stages_at_once
-
     parallelism = stages_at_once(RunOptions(parallelism=parallelism), read_params(project))
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
@@ -148,7 +150,7 @@ def measure(project: Path, parallelism: int | None = None, overhead: bool = True
         ]
         if overhead:
             with _prefect_server(project, base / "prefect-sequential"):
-                sequential = results["flow_sequential"] = time_flow(fresh_copy(project, base / "flow-1"), 1)
+                sequential = results["flow_sequential"] = time_flow(make_project(base / "flow-1", source=project), 1)
             results["prefect_overhead_s"] = sequential["wall_s"] - sequential["stage_sum_s"]
             results["prefect_overhead_per_stage_s"] = results["prefect_overhead_s"] / sequential["stages"]
         return results
@@ -156,9 +158,9 @@ def measure(project: Path, parallelism: int | None = None, overhead: bool = True
 
 def _pair(project: Path, base: Path, parallelism: int, cores: int) -> dict[str, Any]:
     """`dvc repro` (no Prefect server running), then the flow, each on its own fresh copy."""
-    repro = time_dvc_repro(fresh_copy(project, base / "repro"))
+    repro = time_dvc_repro(make_project(base / "repro", source=project))
     with _prefect_server(project, base / "prefect"):
-        flow = time_flow(fresh_copy(project, base / "flow"), parallelism)
+        flow = time_flow(make_project(base / "flow", source=project), parallelism)
     return {
         "dvc_repro_s": repro["wall_s"],
         "dvc_repro_cpu_s": repro["cpu_s"],
@@ -227,7 +229,7 @@ def _cpu_line(label: str, cpu: dict[str, float], wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.flow", description=__doc__.split("\n")[0])
     parser.add_argument("--project", type=Path, default=Path("."), help="the project to copy (default: here)")
     parser.add_argument("--parallelism", type=int, help="stages at a time in the flow (default: the flow's)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the one-at-a-time flow run")
