@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rewind import RewindError
+from rewind.plugins import load_callable
 
 SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 # The built-in datasets' image shape and class count: what a model is built for, known without
@@ -50,14 +51,35 @@ class Dataset:
         missing = [name for name in SPLITS if name not in tensors]
         if missing:
             raise RewindError(f"{source}: missing tensors {missing}, expected {list(SPLITS)}")
-        for split in ("train", "val", "test"):
-            x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
-            if x.dim() != 4 or y.dim() != 1 or len(x) != len(y) or not len(y):
+        data = cls(**{name: tensors[name] for name in SPLITS}, num_classes=num_classes)
+        data.check(source, ("train", "val", "test"))
+        return data
+
+    def check(self, source: str, splits: tuple[str, ...] = ("train", "test")) -> None:
+        """Refuse, naming `source`, splits a training run could not use: examples of one shape,
+        float32 images (N, …) and int64 labels (N,) below `num_classes`, N > 0."""
+        for split in splits:
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dim() < 2 or y.dim() != 1 or len(x) != len(y) or not len(y):
                 raise RewindError(
-                    f"{source}: {split} split has images {tuple(x.shape)} and labels "
-                    f"{tuple(y.shape)}; expected (N, C, H, W) and (N,), N > 0"
+                    f"{source}: {split} split has examples {tuple(x.shape)} and labels "
+                    f"{tuple(y.shape)}; expected (N, …) and (N,), N > 0"
                 )
-        return cls(**{name: tensors[name] for name in SPLITS}, num_classes=num_classes)
+            if x.dtype != torch.float32 or y.dtype != torch.int64:
+                raise RewindError(f"{source}: {split} split is {x.dtype} and {y.dtype}; expected float32 and int64")
+            if x.shape[1:] != self.x_train.shape[1:]:
+                raise RewindError(f"{source}: {split} examples are {tuple(x.shape[1:])}, train's {self.input_shape}")
+            if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+                raise RewindError(f"{source}: {split} labels fall outside 0 … {self.num_classes - 1}")
+
+
+def load_plugin(path: str, split_seed: int) -> Dataset:
+    """The dataset a `package.module:function` loader returns for `split_seed` (rewind.plugins)."""
+    data = load_callable(path)(split_seed)
+    if not isinstance(data, Dataset):
+        raise RewindError(f"{path!r} returned a {type(data).__name__}, not a rewind.data.Dataset")
+    data.check(repr(path))
+    return data
 
 
 def validation_size(test_images: int, fraction: float) -> int:

@@ -2,9 +2,9 @@
 
 Builders take the input shape so the same name works on digits (1x8x8), MNIST (1x28x28)
 and CIFAR (3x32x32). Registered: mlp (LeNet-300-100), lenet5, resnet20/56/110 (the CIFAR
-ResNets of He et al.) and vgg16 (CIFAR VGG-16 with batch norm). Which parameters are prunable
-is decided here, once: the weights of convolutional and linear layers; biases and batch-norm
-parameters never are.
+ResNets of He et al.) and vgg16 (CIFAR VGG-16 with batch norm); a name `package.module:function`
+builds a model of your own (rewind.plugins). Which parameters are prunable is decided here, once:
+the weights of convolutional and linear layers; biases and batch-norm parameters never are.
 """
 
 from collections.abc import Callable
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rewind import RewindError
+from rewind.plugins import is_import_path, load_callable
 
 Builder = Callable[[tuple[int, ...], int], nn.Module]
 MODELS: dict[str, Builder] = {}
@@ -27,22 +28,38 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return add
 
 
+def builder(name: str) -> Builder:
+    """The registry's builder for `name`, or the function a `package.module:function` name imports."""
+    if is_import_path(name):
+        return load_callable(name)
+    if name not in MODELS:
+        raise RewindError(f"unknown model {name!r}; known: {sorted(MODELS)}, or package.module:function")
+    return MODELS[name]
+
+
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
     """A freshly initialised model; the same seed always gives the same weights."""
-    if name not in MODELS:
-        raise RewindError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    build = builder(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](tuple(input_shape), num_classes)
+        return _checked(name, build(tuple(input_shape), num_classes))
 
 
 def architecture(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The model's structure without memory for its tensors (on the meta device): the names and
     shapes of its parameters, in milliseconds even for VGG-16."""
-    if name not in MODELS:
-        raise RewindError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    build = builder(name)
     with torch.device("meta"):
-        return MODELS[name](tuple(input_shape), num_classes)
+        return _checked(name, build(tuple(input_shape), num_classes))
+
+
+def _checked(name: str, model: object) -> nn.Module:
+    """A builder's result, refused unless it is a module with something to prune."""
+    if not isinstance(model, nn.Module):
+        raise RewindError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    if not prunable_names(model):
+        raise RewindError(f"model {name!r} has no conv or linear layer: nothing to prune")
+    return model
 
 
 def prunable_names(model: nn.Module) -> list[str]:

@@ -9,7 +9,7 @@ from torch import nn
 
 from rewind import RewindError, models
 from rewind.checkpoint import atomic_write_bytes, load_tensors
-from rewind.data import SHAPES, Dataset
+from rewind.data import Dataset
 from rewind.models import build_model, prunable_names
 from rewind.prune import Masks, excluded
 from stages.shared import layout
@@ -33,8 +33,7 @@ def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:
 def architecture(params: Params) -> nn.Module:
     """The model params name, for the dataset they name, on the meta device: parameter names and
     shapes to check files against, without reading the dataset or allocating weights."""
-    input_shape, num_classes = SHAPES[params.data.name]
-    return models.architecture(params.model.name, input_shape, num_classes)
+    return models.architecture(params.model.name, *params.shapes())
 
 
 def place_for_training(model: nn.Module, params: Params, device: torch.device) -> nn.Module:

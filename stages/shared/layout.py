@@ -10,7 +10,7 @@ from pathlib import Path
 
 # What a copy of the project needs to run the pipeline (besides its params.yaml): the benchmark
 # and the tests make such copies.
-PROJECT_FILES = ("rewind", "stages", "pipeline", "paper", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("rewind", "stages", "pipeline", "plugins", "paper", "dvc.yaml", ".dvcignore", ".gitignore")
 PARAMS_OK = Path("results/params.ok")
 DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rewind import RewindError
 from rewind.checkpoint import read_file
 from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes, validation_size
-from rewind.models import MODELS, architecture, prunable_names
+from rewind.models import architecture, builder, prunable_names
+from rewind.plugins import is_import_path, load_callable
 from rewind.prune import excluded
 from rewind.schedule import StepSchedule
 from rewind.strategies import Strategy
@@ -47,6 +48,10 @@ class DataParams(Strict):
     test_fraction: Fraction
     validation_fraction: Fraction  # of the test split, held out for choices (budgets, winners)
     root: str | None  # the folder of a published dataset's files; null for digits
+    # A dataset of your own (`name: package.module:load`) declares what models are built for:
+    # the shape of one example and the number of classes (built-in datasets leave both out).
+    input_shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
+    num_classes: Annotated[int, Field(ge=2)] | None = None
 
 
 class ModelParams(Strict):
@@ -129,6 +134,13 @@ class Params(Strict):
     controls: ControlsParams
     rounds: list[RoundParams]
     sweep: SweepParams
+
+    def shapes(self) -> tuple[tuple[int, ...], int]:
+        """What the models are built for: one example's shape and the number of classes."""
+        if self.data.name in SHAPES:
+            return SHAPES[self.data.name]
+        assert self.data.input_shape is not None and self.data.num_classes is not None  # validated
+        return tuple(self.data.input_shape), self.data.num_classes
 
     @property
     def retrained(self) -> list[str]:
@@ -238,8 +250,7 @@ def consistency_problems(params: Params) -> list[str]:
     """Rules that span keys; each problem is `key: what is wrong`."""
     problems = []
     epochs = params.train.epochs
-    if params.data.name not in DATASETS:
-        problems.append(f"data.name: unknown dataset {params.data.name!r}; known: {list(DATASETS)}")
+    problems += _plugin_problems(params)
     if params.data.name in FOLDER_DATASETS and not params.data.root:
         problems.append(f"data.root: {params.data.name} is read from a folder; name the folder holding its files")
     if params.data.name == "digits" and params.data.root is not None:
@@ -248,8 +259,6 @@ def consistency_problems(params: Params) -> list[str]:
         problems.append(
             "prune.granularity: filter pruning removes a fraction of each layer's filters; set prune.scope: layer"
         )
-    if params.model.name not in MODELS:
-        problems.append(f"model.name: unknown model {params.model.name!r}; known: {sorted(MODELS)}")
     for milestone in params.train.milestones:
         if milestone >= epochs:
             problems.append(f"train.milestones: {milestone} is not below train.epochs ({epochs})")
@@ -308,6 +317,33 @@ def consistency_problems(params: Params) -> list[str]:
     return problems
 
 
+def _plugin_problems(params: Params) -> list[str]:
+    """Names are built-ins or import paths that import (rewind.plugins); a dataset of your own
+    declares its example shape and class count, a built-in one must not."""
+    problems, data = [], params.data
+    if is_import_path(data.name):
+        try:
+            load_callable(data.name)
+        except RewindError as err:
+            problems.append(f"data.name: {err}")
+        for key in ("input_shape", "num_classes"):
+            if getattr(data, key) is None:
+                problems.append(f"data.{key}: a dataset of your own ({data.name}) must declare it")
+    else:
+        if data.name not in DATASETS:
+            problems.append(
+                f"data.name: unknown dataset {data.name!r}; known: {list(DATASETS)}, or package.module:function"
+            )
+        for key in ("input_shape", "num_classes"):
+            if getattr(data, key) is not None:
+                problems.append(f"data.{key}: {data.name} is built in and its shape known; leave the key out")
+    try:
+        builder(params.model.name)
+    except RewindError as err:
+        problems.append(f"model.name: {err}")
+    return problems
+
+
 def _controls_problems(params: Params) -> list[str]:
     """Controls take their masks from a compared strategy and prune nothing themselves; a compared
     strategy with fresh weights would prune its own chain, which is not the "same mask" control."""
@@ -342,12 +378,17 @@ def _controls_problems(params: Params) -> list[str]:
 def _exclude_problems(params: Params) -> list[str]:
     """Every prune.exclude glob must match a prunable weight of the model (a typo would otherwise
     exclude nothing, silently), and some weight must be left to prune."""
-    if params.model.name not in MODELS or params.data.name not in SHAPES:
-        return []  # reported above
     try:
-        names = prunable_names(architecture(params.model.name, *SHAPES[params.data.name]))
-    except RewindError as err:  # the model cannot take the dataset's inputs
+        builder(params.model.name)
+        shape, classes = params.shapes()
+    except (RewindError, AssertionError, KeyError):  # reported above: an unknown name, a missing shape
+        return []
+    try:
+        names = prunable_names(architecture(params.model.name, shape, classes))
+    except RewindError as err:
         return [f"model.name: {err}"]
+    except Exception as err:  # a model of your own that cannot be built for these inputs
+        return [f"model.name: {params.model.name} cannot be built for inputs {shape}: {type(err).__name__}: {err}"]
     problems = [
         f"prune.exclude: {glob!r} matches no prunable weight; they are {names}"
         for glob in params.prune.exclude

@@ -84,6 +84,17 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=float("inf")), "train.lr: Input should be a finite number"),
         (lambda p: p["train"].update(momentum=float("nan")), "train.momentum: Input should be a finite number"),
         (lambda p: p["compare"].append("reinit"), "compare: reinit has weights: reinit; a fresh-weights control"),
+        (
+            lambda p: p["data"].update(name="plugins.nope:load"),
+            "data.name: 'plugins.nope:load': no module named 'plugins.nope'",
+        ),
+        (
+            lambda p: p["data"].update(name="plugins.nope:load"),
+            "data.input_shape: a dataset of your own (plugins.nope:load) must declare it",
+        ),
+        (lambda p: p["data"].update(num_classes=10), "data.num_classes: digits is built in and its shape known"),
+        (lambda p: p["model"].update(name="rewind.models:nowhere"), "model.name: 'rewind.models:nowhere': module"),
+        (lambda p: p["model"].update(name="rewind.models:MODELS"), "model.name: 'rewind.models:MODELS': MODELS is a"),
         (lambda p: p["controls"].update(masks_from="magic"), "controls.masks_from: 'magic' is not a compared strategy"),
         (lambda p: p["controls"]["strategies"].append("magic"), "controls.strategies: unknown strategy 'magic'"),
         (lambda p: p["controls"]["strategies"].append("ft"), "controls.strategies: ft is compared too"),

@@ -1,0 +1,1 @@
+"""Models and datasets of your own: modules here are named in params.yaml by import path."""
