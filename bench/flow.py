@@ -102,7 +102,7 @@ def time_flow(project: Path, parallelism: int) -> dict[str, Any]:
     spans = stage_spans(state.state_details.flow_run_id, len(summary.stages))
     return {
         "wall_s": wall,
-        "stages": len(spans),
+        "stages": len(summary.stages),
         "stage_sum_s": sum(end - start for start, end in spans.values()),
         "idle_s": wall - _union(list(spans.values())),  # no stage running: Prefect, DVC DAG reading, artifact
         "first_stage_after_s": min(start for start, _ in spans.values()) - started_at,

@@ -62,10 +62,12 @@ def fitted_tiny_params() -> dict:
 
 
 def quick_params() -> dict:
-    """tiny_params() cut to one seed, one strategy, one round and one sweep point of another strategy
-    (so that changing ft's budget reruns as few stages as possible): seconds per repro."""
+    """tiny_params() cut to one seed, one strategy (whose masks the controls retrain on), one round
+    and one sweep point of another strategy (so that changing ft's budget reruns as few stages as
+    possible): seconds per repro."""
     params = fitted_tiny_params()
     params.update(seeds=[0], compare=["ft"], rounds=[{"id": 0, "prev": "../dense"}])
+    params["controls"]["masks_from"] = "ft"
     if "sweep" in params:
         params["sweep"].update(strategies=["lrr"], sparsities=[0.5], budgets=[1])
     return params

@@ -105,7 +105,7 @@ def test_parallel_is_measured(results: dict) -> None:
     assert parallel["status"] == "measured"
     assert parallel["speedup"] > 0 and parallel["stages"] > 0
     flow = parallel["flow_bench"]["flow"]
-    assert len(flow["timeline"]) == flow["stages"] == parallel["stages"], "every stage task's span, from Prefect"
+    assert len(flow["timeline"]) == flow["stages"], "every stage task's span, as Prefect's server recorded it"
     assert all(0 <= start <= end for start, end in flow["timeline"].values())
     cpu = flow["cpu_s"]
     assert cpu["stages_and_dvc"] > 0 and cpu["total"] >= cpu["stages_and_dvc"] - 0.5, "CPU parts of the machine's"
