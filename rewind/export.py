@@ -125,11 +125,11 @@ def shrink(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return model.eval()
 
 
-def save_slim(
-    path: Path, model: nn.Module, kept: dict[str, dict], name: str, input_shape: tuple[int, ...], num_classes: int
-) -> None:
-    """Save a slimmed model with what rebuilds it: the registry `name`, input shape, classes and
-    the kept channel indices."""
+def slim_contents(
+    model: nn.Module, kept: dict[str, dict], name: str, input_shape: tuple[int, ...], num_classes: int
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a slim file: the slimmed state_dict and what rebuilds it (the
+    registry `name`, input shape, classes) and maps it back (the kept channel indices)."""
     meta = {
         "export": "slim",
         "model": name,
@@ -137,7 +137,13 @@ def save_slim(
         "num_classes": str(num_classes),
         "kept": json.dumps(kept, sort_keys=True),
     }
-    save_tensors(path, model.state_dict(), meta)
+    return model.state_dict(), meta
+
+
+def save_slim(
+    path: Path, model: nn.Module, kept: dict[str, dict], name: str, input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    save_tensors(path, *slim_contents(model, kept, name, input_shape, num_classes))
 
 
 def load_slim(path: Path) -> tuple[nn.Module, dict[str, dict]]:

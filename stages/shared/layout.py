@@ -83,3 +83,20 @@ def sparsity_key(sparsity: float) -> str:
     """A sweep sparsity as a key of the sweep files: the shortest text that reads back as the same
     float, so two distinct sparsities never share a key (with `:g`, 0.9 and 0.9000001 did)."""
     return repr(float(sparsity))
+
+
+EXPORTS = Path("exports")
+
+
+def export_dir(strategy: str, round_id: int) -> Path:
+    """One round's shipped networks, every seed's, and their sizes (`stages/export.py`)."""
+    return EXPORTS / strategy / f"round-{round_id}"
+
+
+def export_file(folder: Path, seed: int, kind: str) -> Path:
+    """A seed's export of one kind: `compact.safetensors`, `slim.safetensors` or `onnx`."""
+    return folder / f"seed-{seed}.{kind}"
+
+
+def export_sizes(folder: Path) -> Path:
+    return folder / "sizes.json"
