@@ -24,6 +24,7 @@ from safetensors.torch import save as st_save
 from rewind import RewindError
 
 FORMAT = "rewind/1"
+MAX_HEADER = 100_000_000  # safetensors' own limit on a header
 HEADER_KEY = "rewind"
 
 
@@ -115,6 +116,28 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise RewindError(f"{path}: content hash mismatch: the file is corrupt or was altered")
     meta = {k: v for k, v in meta.items() if k not in ("format", "sha256")}
     return tensors, meta
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a file `save_tensors` wrote, from its header alone: for facts about
+    a large file (a dataset's size) without reading its tensors. The content hash covers the
+    tensors, so it is not checked here; `load_tensors` checks it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= MAX_HEADER:
+                raise ValueError(f"a header of {size} bytes")
+            meta = _read_metadata(size.to_bytes(8, "little") + handle.read(size))
+    except FileNotFoundError:
+        raise RewindError(f"{path}: file not found") from None
+    except OSError as err:
+        raise RewindError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RewindError(f"{path}: not a readable rewind checkpoint ({_one_line(err)})") from None
+    if meta.get("format") != FORMAT:
+        raise RewindError(f"{path}: not a rewind checkpoint (format {meta.get('format')!r})")
+    return {k: v for k, v in meta.items() if k not in ("format", "sha256")}
 
 
 def _read_metadata(payload: bytes) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Retraining strategies as data: where the start weights come from and which rates replay.
 
-After pruning with mask m, a strategy with budget t (0 <= t <= T) retrains for t epochs:
+After pruning with mask m, a strategy with budget t (0 <= t <= T, in steps: an epoch count or
+iterations, `rewind.schedule.Duration`) retrains for t steps of the dense run's T:
 
     ft      final weights W_T * m        constant rate lr(T-1)
     wr      rewind point W_(T-t) * m     rates lr(T-t) … lr(T-1), replayed
@@ -8,7 +9,7 @@ After pruning with mask m, a strategy with budget t (0 <= t <= T) retrains for t
     reinit  fresh random weights * m     rates lr(T-t) … lr(T-1) (t = T: the full schedule)
 
 Budget 0 is "prune, do not retrain". Every strategy sees the training data in the order the
-dense run saw epochs T-t … T-1, so strategies differ only in start weights and rates.
+dense run saw steps T-t … T-1, so strategies differ only in start weights and rates.
 
 Momentum starts fresh by default; `momentum="restored"` starts from the momentum saved with the
 start weights (at the rewind point for wr, at the end of the run that made the final weights
@@ -22,7 +23,7 @@ from typing import Literal
 import torch
 
 from rewind import RewindError
-from rewind.schedule import StepSchedule
+from rewind.schedule import Duration, Schedule
 
 WeightsSource = Literal["final", "rewind", "reinit"]
 RatesSource = Literal["replay", "constant"]
@@ -35,30 +36,32 @@ class Strategy:
     name: str
     weights: WeightsSource
     rates: RatesSource
-    budget: int
+    budget: Duration
     momentum: MomentumSource = "fresh"
 
 
 @dataclass(frozen=True)
 class Retraining:
-    """One round's retraining, resolved against the dense run's schedule."""
+    """One round's retraining, resolved against the dense run's schedule: a rate per step, from
+    step `start_step` of the dense run's time (its data order) to its end."""
 
     weights: WeightsSource
-    rewind_epoch: int | None
+    rewind_step: int | None
     rates: tuple[float, ...]
-    labels: tuple[int, ...]
+    start_step: int
     momentum: MomentumSource = "fresh"
 
 
-def resolve(strategy: Strategy, schedule: StepSchedule, epochs: int) -> Retraining:
-    """Turn a strategy into start-weight source, rates and data-order labels for a T-epoch run."""
-    t, name = strategy.budget, strategy.name
-    if not 0 <= t <= epochs:
-        raise RewindError(f"strategy {name}: a budget of {t} epochs is outside 0 … {epochs}, the dense run's length")
+def resolve(strategy: Strategy, schedule: Schedule) -> Retraining:
+    """Turn a strategy into start-weight source, per-step rates and start step for the dense run."""
+    total, name = schedule.total_steps, strategy.name
+    t = strategy.budget.steps(schedule.steps_per_epoch)
+    if not 0 <= t <= total:
+        raise RewindError(f"strategy {name}: a budget of {strategy.budget} is outside the dense run's {total} steps")
     if strategy.rates == "replay":
-        rates = schedule.rates(epochs - t, epochs)
+        rates = schedule.rates(total - t, total)
     elif strategy.rates == "constant":
-        rates = [schedule.lr(epochs - 1)] * t
+        rates = [schedule.lr(total - 1)] * t
     else:
         raise RewindError(f"strategy {name}: unknown rates {strategy.rates!r}; known: replay, constant")
     if strategy.weights not in ("final", "rewind", "reinit"):
@@ -67,8 +70,8 @@ def resolve(strategy: Strategy, schedule: StepSchedule, epochs: int) -> Retraini
         raise RewindError(f"strategy {name}: unknown momentum {strategy.momentum!r}; known: fresh, restored")
     if strategy.momentum == "restored" and strategy.weights == "reinit":
         raise RewindError(f"strategy {name}: fresh weights have no momentum to restore")
-    rewind_epoch = epochs - t if strategy.weights == "rewind" else None
-    return Retraining(strategy.weights, rewind_epoch, tuple(rates), tuple(range(epochs - t, epochs)), strategy.momentum)
+    rewind_step = total - t if strategy.weights == "rewind" else None
+    return Retraining(strategy.weights, rewind_step, tuple(rates), total - t, strategy.momentum)
 
 
 def start_state(
@@ -81,8 +84,8 @@ def start_state(
     if retraining.weights == "final":
         return final()
     if retraining.weights == "rewind":
-        assert retraining.rewind_epoch is not None
-        return rewind_point(retraining.rewind_epoch)
+        assert retraining.rewind_step is not None
+        return rewind_point(retraining.rewind_step)
     return fresh()
 
 
@@ -93,6 +96,6 @@ def start_momentum(
     if retraining.momentum == "fresh":
         return None
     if retraining.weights == "rewind":
-        assert retraining.rewind_epoch is not None
-        return rewind_point(retraining.rewind_epoch)
+        assert retraining.rewind_step is not None
+        return rewind_point(retraining.rewind_step)
     return final()

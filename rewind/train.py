@@ -1,15 +1,18 @@
-"""The training loop: SGD over in-memory tensors, mask-aware, deterministic, one rate per epoch.
+"""The training loop: SGD over in-memory tensors, mask-aware, deterministic, one rate per step.
 
-Everything that varies between strategies (start weights, rates, mask) comes in as arguments;
-the loop itself is the same for dense training and every retraining. The data order of an epoch
-is a pure function of (seed, epoch label), so an epoch can be replayed, or resumed, exactly.
+Everything that varies between strategies (start weights, rates, mask, the step to start from)
+comes in as arguments; the loop itself is the same for dense training and every retraining.
+Training time is counted in steps of the dense run: step s is batch s mod S of epoch s div S
+(S steps per epoch), and an epoch's data order is a pure function of (seed, epoch), each batch's
+augmentation one of (seed, epoch, batch). So any step can be replayed, or resumed, exactly: a
+strategy that rewinds to iteration 4701 sees the very batches the dense run saw from there on.
 """
 
 import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewind import RewindError
-from rewind.data import Dataset, batches
+from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
 
@@ -37,14 +40,19 @@ class SGD:
 
 @dataclass(frozen=True)
 class EpochRecord:
+    """The steps a run made in one epoch of the dense run's time (all of them, or the part a run
+    starting or stopping mid-epoch made), at `lr`, the rate of the first of them."""
+
     epoch: int
     lr: float
     train_loss: float
     train_accuracy: float
+    steps: int
     seconds: float
 
 
 EpochCallback = Callable[[EpochRecord, nn.Module, MaskedSGD], None]
+StepCallback = Callable[[int, nn.Module, MaskedSGD], None]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # fp32 everywhere, or bf16 autocast of the forward pass (weights, gradients, masks and momentum
 # stay fp32; bf16 needs no loss scaling). It pays on tensor-core GPUs; on a CPU it is slower.
@@ -53,15 +61,25 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass(frozen=True)
 class Resume:
-    """Where an interrupted run stopped: epochs completed and the momentum at that point."""
+    """Where an interrupted run stopped: steps completed and the momentum at that point."""
 
-    epochs_done: int
+    steps_done: int
     momentum: dict[str, torch.Tensor]
 
 
-def shuffle_seed(seed: int, label: int) -> int:
-    """The seed of one epoch's data order: distinct per (seed, label), stable across runs."""
-    return (seed * 1_000_003 + label) % (2**63)
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Mini-batches in one pass over `examples` (the last one may be smaller)."""
+    return math.ceil(examples / batch_size)
+
+
+def shuffle_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's data order: distinct per (seed, epoch), stable across runs."""
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def augment_seed(seed: int, epoch: int, batch: int) -> int:
+    """The seed of one batch's augmentation, so a run starting mid-epoch draws what the dense run drew."""
+    return (shuffle_seed(seed, epoch) * 1_000_033 + batch + 1) % (2**63)
 
 
 def train(
@@ -71,71 +89,107 @@ def train(
     masks: Masks,
     sgd: SGD,
     seed: int,
-    labels: Sequence[int] | None = None,
+    start_step: int = 0,
     on_epoch: EpochCallback | None = None,
     resume: Resume | None = None,
     augment: Augment | None = None,
     precision: Precision = "fp32",
     momentum: dict[str, torch.Tensor] | None = None,
+    checkpoint_steps: Collection[int] = (),
+    on_checkpoint: StepCallback | None = None,
 ) -> list[EpochRecord]:
-    """Train for len(rates) epochs, epoch i at rate rates[i], keeping pruned weights at zero.
+    """Train for len(rates) steps from `start_step`, step i at rate rates[i], keeping pruned
+    weights at zero; `on_epoch` after each epoch's steps, `on_checkpoint` after each step in
+    `checkpoint_steps` (counted from the dense run's start, like `start_step`).
 
-    `labels` name the epochs for data ordering (default 0, 1, …): a strategy that replays epochs
-    T-t … T-1 of the dense schedule passes those numbers to see the same data order again.
     Momentum starts fresh, or from `momentum` (restored from a checkpoint; its pruned entries are
     zeroed), unless `resume` continues an interrupted run: then the model must hold the weights
-    after `resume.epochs_done` epochs, and the result is bit-identical to a run that was never
-    interrupted. `augment` transforms each training batch (seeded with the epoch);
-    `precision` chooses fp32 or a bf16 forward pass.
-    Returns the records of the epochs trained in this call.
+    after `resume.steps_done` steps, and the result is bit-identical to a run that was never
+    interrupted. `augment` transforms each training batch; `precision` chooses fp32 or a bf16
+    forward pass. Returns the records of the epochs trained in this call.
     """
-    labels = list(range(len(rates))) if labels is None else list(labels)
     optimizer = MaskedSGD(model, masks, sgd.momentum, sgd.weight_decay, sgd.nesterov)
-    first = 0
+    done = 0
     if resume is not None:
         optimizer.load_state_dict(resume.momentum)
-        first = resume.epochs_done
+        done = resume.steps_done
     elif momentum is not None:
         optimizer.load_state_dict(momentum)
-    history = []
-    for index, (rate, label) in enumerate(zip(rates, labels, strict=True)):
-        if index < first:
-            continue
+    per_epoch = steps_per_epoch(len(data.y_train), sgd.batch_size)
+    stop, step, history = start_step + len(rates), start_step + done, []
+
+    def after_step(at: int) -> None:
+        if on_checkpoint is not None and at in checkpoint_steps:
+            on_checkpoint(at, model, optimizer)
+
+    while step < stop:
+        epoch = step // per_epoch
+        last = min(stop, (epoch + 1) * per_epoch)
+        rate = rates[step - start_step]
         started = time.perf_counter()
-        generator = torch.Generator().manual_seed(shuffle_seed(seed, label))
-        loss, accuracy = _epoch(model, data, optimizer, rate, sgd.batch_size, generator, augment, precision)
+        loss, accuracy = _epoch(
+            model,
+            data,
+            optimizer,
+            Segment(seed, epoch, step - epoch * per_epoch, rates[step - start_step : last - start_step]),
+            sgd.batch_size,
+            augment,
+            precision,
+            lambda batch, epoch=epoch: after_step(epoch * per_epoch + batch + 1),
+        )
         if not math.isfinite(loss):
-            raise RewindError(f"training diverged: loss is {loss} in epoch {index + 1} of {len(rates)} (lr {rate:g})")
-        record = EpochRecord(index, rate, loss, accuracy, time.perf_counter() - started)
+            raise RewindError(
+                f"training diverged: loss is {loss} in epoch {epoch + 1} at steps {step}-{last} (lr {rate:g})"
+            )
+        record = EpochRecord(epoch, rate, loss, accuracy, last - step, time.perf_counter() - started)
         history.append(record)
-        log.info("epoch %d/%d  lr %.4g  loss %.4f  train acc %.4f", index + 1, len(rates), rate, loss, accuracy)
+        log.info(
+            "epoch %d (steps %d-%d)  lr %.4g  loss %.4f  train acc %.4f", epoch + 1, step, last, rate, loss, accuracy
+        )
+        step = last
         if on_epoch is not None:
             on_epoch(record, model, optimizer)
     return history
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive steps within one epoch: from batch `first_batch`, one per rate."""
+
+    seed: int
+    epoch: int
+    first_batch: int
+    rates: Sequence[float]
 
 
 def _epoch(
     model: nn.Module,
     data: Dataset,
     optimizer: MaskedSGD,
-    lr: float,
+    segment: Segment,
     batch_size: int,
-    generator: torch.Generator,
     augment: Augment | None,
     precision: Precision,
+    after_batch: Callable[[int], None],
 ) -> tuple[float, float]:
+    """Train the segment's steps; the mean loss and accuracy over the examples they saw."""
     model.train()
     device = next(model.parameters()).device
     # nullcontext for fp32 rather than autocast(enabled=False): the common path pays nothing.
     autocast = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
     )
+    order = torch.randperm(
+        len(data.y_train), generator=torch.Generator().manual_seed(shuffle_seed(segment.seed, segment.epoch))
+    )
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    for x, y in batches(data.x_train, data.y_train, batch_size, generator):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    count = 0
+    for batch, lr in enumerate(segment.rates, start=segment.first_batch):
+        index = order[batch * batch_size : (batch + 1) * batch_size]
+        x, y = data.x_train[index].to(device, non_blocking=True), data.y_train[index].to(device, non_blocking=True)
         if augment is not None:
-            x = augment(x, generator)
+            x = augment(x, torch.Generator().manual_seed(augment_seed(segment.seed, segment.epoch, batch)))
         with autocast():
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -144,5 +198,6 @@ def _epoch(
         optimizer.step(lr)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
-    count = len(data.y_train)
+        count += len(y)
+        after_batch(batch)
     return float(loss_sum) / count, float(correct) / count

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from rewind.schedule import Duration
 from rewind.stats import Summary
 from stages.shared import layout
 
@@ -66,10 +67,14 @@ def accuracy_vs_sparsity(
     return _png(fig)
 
 
-def accuracy_vs_budget(sweep_params, sweep: dict, identical: dict[tuple[str, int], str]) -> bytes:
-    """One panel per sparsity: mean accuracy ± std against retraining epochs, per strategy. A point
-    where a strategy runs another's very plan (`identical`: (strategy, budget) → the other) is
-    hollow, and the legend says so: its equality with the other is by construction."""
+def accuracy_vs_budget(
+    sweep_params, sweep: dict, identical: dict[tuple[str, int | str], str], steps_per_epoch: int
+) -> bytes:
+    """One panel per sparsity: mean accuracy ± std against retraining epochs (an iteration budget
+    at its fraction of an epoch), per strategy. A point where a strategy runs another's very plan
+    (`identical`: (strategy, budget) → the other) is hollow, and the legend says so: its equality
+    with the other is by construction."""
+    epochs = {b: Duration.parse(b).steps(steps_per_epoch) / steps_per_epoch for b in sweep_params.budgets}
     panels = sweep_params.sparsities
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=120, squeeze=False)
     count = len(sweep_params.strategies)
@@ -78,7 +83,7 @@ def accuracy_vs_budget(sweep_params, sweep: dict, identical: dict[tuple[str, int
             points = [sweep[strategy, b][layout.sparsity_key(sp)] for b in sweep_params.budgets]
             dodge = 0.4 * (index - (count - 1) / 2)  # side by side, so equal values stay visible
             line = ax.errorbar(
-                [b + dodge for b in sweep_params.budgets],
+                [epochs[b] + dodge for b in sweep_params.budgets],
                 [100 * p.mean for p in points],
                 yerr=[100 * p.std for p in points],
                 marker=MARKERS[index % len(MARKERS)],
@@ -88,7 +93,7 @@ def accuracy_vs_budget(sweep_params, sweep: dict, identical: dict[tuple[str, int
             same = [(b, p) for b, p in zip(sweep_params.budgets, points, strict=True) if (strategy, b) in identical]
             if same:
                 ax.plot(
-                    [b + dodge for b, _ in same],
+                    [epochs[b] + dodge for b, _ in same],
                     [100 * p.mean for _, p in same],
                     linestyle="none",
                     marker=MARKERS[index % len(MARKERS)],

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewind import RewindError
+from rewind.schedule import Duration
 from stages.shared.params import Params
 
 PRUNED, DENSE = Path("paper/pruned.csv"), Path("paper/dense.csv")
@@ -53,9 +54,11 @@ def dense(params: Params) -> Published | None:
     return published(found) if comparable(params) and found else None
 
 
-def pruned(params: Params, sparsity: dict[int, float]) -> dict[tuple[str, int], Published]:
+def pruned(params: Params, sparsity: dict[int, float], steps_per_epoch: int) -> dict[tuple[str, int], Published]:
     """(strategy, round) → the paper's trials at that strategy's budget and the round's density,
-    for every compared strategy and round the paper ran; empty when the run is not comparable."""
+    for every compared strategy and round the paper ran; empty when the run is not comparable.
+    The paper gives budgets in epochs; an iteration budget matches the nearest whole epoch count
+    (the paper's "170 epochs" after rewinding to iteration 4701 are 66,407 of its iterations)."""
     if not comparable(params):
         return {}
     iterative = str(params.prune.schedule == "iterative")
@@ -66,7 +69,7 @@ def pruned(params: Params, sparsity: dict[int, float]) -> dict[tuple[str, int], 
     ]
     matches = {}
     for strategy in params.retrained:
-        budget = params.strategies[strategy].budget
+        budget = round(Duration.parse(params.strategies[strategy].budget).steps(steps_per_epoch) / steps_per_epoch)
         for round_id, sparse in sparsity.items():
             found = [
                 float(row["test_acc"])

@@ -38,7 +38,8 @@ def load(params: Params) -> Dataset:
 
 def prepare(params: Params, args: argparse.Namespace) -> None:
     data = hold_out(load(params), params.data.validation_fraction, params.data.split_seed)
-    save_tensors(layout.DATASET, data.tensors(), {"name": params.data.name, "num_classes": str(data.num_classes)})
+    meta = {"name": params.data.name, "num_classes": str(data.num_classes), "train_examples": str(len(data.y_train))}
+    save_tensors(layout.DATASET, data.tensors(), meta)
     log.info(
         "%s: %d train, %d validation, %d test examples of shape %s",
         params.data.name,

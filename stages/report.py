@@ -2,15 +2,18 @@
 answers (winner per sparsity, safe sparsity, size and FLOPs), CSVs for `dvc plots`, and PNGs."""
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from rewind import RewindError
 from rewind.checkpoint import atomic_write_bytes, read_file
+from rewind.schedule import Duration
 from rewind.stats import Difference, Summary, paired_difference, safe_sparsity, summarize, winner
-from rewind.strategies import Strategy, resolve
+from rewind.strategies import resolve
 from stages.shared import layout
 from stages.shared.entry import run_stage
+from stages.shared.files import dataset_steps_per_epoch
 from stages.shared.params import Params
 
 
@@ -79,7 +82,7 @@ def accuracy_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> 
     return "\n".join(lines)
 
 
-def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int, float]) -> str:
+def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int, float], per_epoch: int) -> str:
     """Ours beside the paper's median (min-max over its trials) where the paper ran the same
     network, pruning, schedule, strategy, density and budget."""
     from stages import paper
@@ -90,7 +93,7 @@ def paper_table(params: Params, rounds: dict, dense: Summary, sparsity: dict[int
             "(it published CIFAR-10 ResNet-20/56/110 with global magnitude pruning and filter pruning): "
             "nothing to set beside these numbers."
         )
-    published = paper.pruned(params, sparsity)
+    published = paper.pruned(params, sparsity, per_epoch)
     theirs = paper.dense(params)
     lines = [
         "| sparsity | strategy | ours | paper: median (min–max) | trials | ours − paper |",
@@ -140,7 +143,7 @@ def difference_cell(difference: Difference) -> str:
     return f"**{text}**" if difference.significant else text
 
 
-def differences_table(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
+def differences_table(params: Params, rounds: dict, sparsity: dict[int, float], per_epoch: int) -> str:
     """Per round, every strategy's test accuracy minus the reference's, paired by seed, with its
     95% interval; a strategy that runs the reference's very plan is marked, not tested."""
     base = reference(params.retrained)
@@ -152,7 +155,7 @@ def differences_table(params: Params, rounds: dict, sparsity: dict[int, float]) 
     for spec in params.rounds:
         cells = [
             f"≡ {base} (same plan)"
-            if same_plan(params, s, base)
+            if same_plan(params, per_epoch, s, base)
             else difference_cell(paired_difference(rounds[s][spec.id], rounds[base][spec.id]))
             for s in others
         ]
@@ -260,18 +263,26 @@ def slimmed_table(params: Params, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def same_plan(params: Params, a: str, b: str, budget: int | None = None) -> bool:
+def same_plan(params: Params, per_epoch: int, a: str, b: str, budget: int | str | None = None) -> bool:
     """Whether strategies `a` and `b` (at `budget`, or each at its own) retrain exactly alike: the
-    same start weights, rates, data order and pruning. Then their results are equal by
+    same start weights, momentum, rates, data order and pruning. Then their results are equal by
     construction (fine-tuning and lrr, whenever the budget replays only the final rate), and a
     tie between them is no finding."""
+    schedule = params.train.lr_schedule(per_epoch)
 
     def plan(name: str) -> tuple:
-        spec = params.strategies[name]
-        strategy = Strategy(name, spec.weights, spec.rates, spec.budget if budget is None else budget)
-        return resolve(strategy, params.train.schedule(), params.train.epochs), params.pruning_method(name)
+        strategy = params.strategy(name)
+        if budget is not None:
+            strategy = dataclasses.replace(strategy, budget=Duration.parse(budget))
+        return resolve(strategy, schedule), params.pruning_method(name)
 
     return plan(a) == plan(b)
+
+
+def describe(budget: int | str) -> str:
+    """A budget in words: `20 epochs`, `500 iterations`."""
+    duration = Duration.parse(budget)
+    return f"{duration.amount} {duration.unit}"
 
 
 Sweep = dict[tuple[str, int], dict[str, Summary]]
@@ -296,13 +307,15 @@ def sweep_results(params: Params, key: str = "accuracy") -> Sweep:
     return results
 
 
-def sweep_table(params: Params, sweep: Sweep) -> str:
+def sweep_table(params: Params, sweep: Sweep, per_epoch: int) -> str:
     """Test accuracy per budget, and each strategy against the reference, paired by seed."""
     names = params.sweep.strategies
     base = reference(names)
     others = [s for s in names if s != base]
     lines = [
-        "| sparsity | budget (epochs) | " + " | ".join([*names, *(f"{s} − {base}" for s in others)]) + " |",
+        "| sparsity | budget (epochs; it: iterations) | "
+        + " | ".join([*names, *(f"{s} − {base}" for s in others)])
+        + " |",
         "|---:|---:|" + "---:|" * (len(names) + len(others)),
     ]
     for sp in params.sweep.sparsities:
@@ -310,7 +323,7 @@ def sweep_table(params: Params, sweep: Sweep) -> str:
         for budget in params.sweep.budgets:
             gains = [
                 f"≡ {base} (same plan)"
-                if same_plan(params, s, base, budget)
+                if same_plan(params, per_epoch, s, base, budget)
                 else difference_cell(paired_difference(sweep[s, budget][key], sweep[base, budget][key]))
                 for s in others
             ]
@@ -335,7 +348,7 @@ def best_budgets_table(params: Params, sweep: Sweep, val_sweep: Sweep) -> str:
     return "\n".join(lines)
 
 
-def identical_plans(params: Params) -> dict[tuple[str, int], str]:
+def identical_plans(params: Params, per_epoch: int) -> dict[tuple[str, int | str], str]:
     """(strategy, budget) → the reference strategy whose plan it repeats, for the sweep figure."""
     base = reference(params.sweep.strategies)
     return {
@@ -343,7 +356,7 @@ def identical_plans(params: Params) -> dict[tuple[str, int], str]:
         for s in params.sweep.strategies
         if s != base
         for budget in params.sweep.budgets
-        if same_plan(params, s, base, budget)
+        if same_plan(params, per_epoch, s, base, budget)
     }
 
 
@@ -379,9 +392,10 @@ def report(params: Params, args: argparse.Namespace) -> None:
     sweep, val_sweep = sweep_results(params), sweep_results(params, "val_accuracy")
     histories = {s: read_json(layout.history(layout.DENSE, s))["epochs"] for s in params.seeds}
     images = test_images(evaluations)
+    per_epoch = dataset_steps_per_epoch(params)
     from stages import figures, paper  # matplotlib is imported only here
 
-    published = {key: found.median for key, found in paper.pruned(params, sparsity).items()}
+    published = {key: found.median for key, found in paper.pruned(params, sparsity, per_epoch).items()}
 
     accuracy = accuracy_table(params, rounds, sparsity)
     base = reference(params.retrained)
@@ -398,7 +412,7 @@ reported on test.
 
 ## Accuracy after {params.prune.schedule} {params.prune.scope} pruning and retraining
 
-Budgets: {", ".join(f"{s} {params.strategies[s].budget} epochs" for s in params.retrained)}.{controls_line(params)}
+Budgets: {", ".join(f"{s} {describe(params.strategies[s].budget)}" for s in params.retrained)}.{controls_line(params)}
 
 {accuracy}
 
@@ -410,14 +424,14 @@ Test accuracy minus {base}'s, in points, seed by seed: mean and 95% confidence i
 n − 1 degrees of freedom); **bold** where the interval excludes zero. Every strategy of a seed starts
 from the same dense network and sees the same data order, so pairing removes what the seed does to both.
 
-{differences_table(params, rounds, sparsity)}
+{differences_table(params, rounds, sparsity, per_epoch)}
 
 ## The paper's numbers beside ours
 
 Test accuracy, %: ours (mean ± std over seeds) and the paper's published runs at the same network,
 pruning, schedule, strategy, density and budget (median, min–max over its trials).
 
-{paper_table(params, rounds, dense, sparsity)}
+{paper_table(params, rounds, dense, sparsity, per_epoch)}
 
 ## Which strategy wins at each sparsity
 
@@ -445,7 +459,7 @@ strategy retrains exactly as {reference(params.sweep.strategies)} does (the same
 data: lrr replays only the final rate when the budget does not reach back past the last
 milestone), so their equality is no finding.
 
-{sweep_table(params, sweep)}
+{sweep_table(params, sweep, per_epoch)}
 
 Each strategy's best budget, chosen on validation, with its test accuracy:
 
@@ -462,7 +476,9 @@ Each strategy's best budget, chosen on validation, with its test accuracy:
         layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
         layout.BUDGET_CSV: budget_csv(params, sweep).encode(),
         layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.retrained, rounds, sparsity, dense, published),
-        layout.BUDGET_PNG: figures.accuracy_vs_budget(params.sweep, sweep, identical_plans(params)),
+        layout.BUDGET_PNG: figures.accuracy_vs_budget(
+            params.sweep, sweep, identical_plans(params, per_epoch), per_epoch
+        ),
         layout.DENSE_PNG: figures.dense_training(histories),
     }
     for path, payload in outputs.items():

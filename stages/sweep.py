@@ -12,6 +12,7 @@ import dataclasses
 import time
 
 from rewind.metrics import accuracy_and_loss, evaluate
+from rewind.schedule import Duration
 from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
@@ -31,7 +32,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     base = params.swept_strategy(args.strategy)
     data = load_dataset(device_for(params))
     architecture = new_model(params, data, seed=0)  # to check the dense files against
-    strategies = {budget: dataclasses.replace(base, budget=budget) for budget in params.sweep.budgets}
+    strategies = {budget: dataclasses.replace(base, budget=Duration.parse(budget)) for budget in params.sweep.budgets}
     accuracies: dict[tuple[int, float], list[float]] = {}
     val_accuracies: dict[tuple[int, float], list[float]] = {}
     for sparsity in params.sweep.sparsities:

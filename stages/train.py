@@ -18,7 +18,7 @@ from rewind.checkpoint import save_tensors
 from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks, full_masks
-from rewind.train import EpochRecord
+from rewind.train import EpochRecord, steps_per_epoch
 from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
@@ -64,29 +64,37 @@ def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
     model = place_for_training(new_model(params, data, seed), params, device)
     masks = full_masks(model)
     run = f"{STAGE}/seed-{seed}"
-    epochs = range(params.train.epochs + 1)
-    weights = [scratch_dir(run) / layout.checkpoint(seed, epoch).name for epoch in epochs]
-    momentum = [scratch_dir(run) / layout.checkpoint_momentum(seed, epoch).name for epoch in epochs]
+    per_epoch = steps_per_epoch(len(data.y_train), params.train.batch_size)
+    kept_steps = [epoch * per_epoch for epoch in range(params.train.epochs + 1)] + params.train.rewind_iterations
+    # in scratch, by step: the weights and momentum files every kept step has
+    files = {
+        step: tuple(scratch_dir(run) / p.name for p in layout.rewind_point(seed, step, per_epoch))
+        for step in kept_steps
+    }
 
-    def keep(epoch: int, trained: nn.Module, optimizer: MaskedSGD | None) -> None:
-        save_tensors(weights[epoch], trained.state_dict())
-        save_tensors(momentum[epoch], optimizer.state_dict() if optimizer else {})  # none before a step
+    def keep(step: int, trained: nn.Module, optimizer: MaskedSGD | None) -> None:
+        weights, momentum = files[step]
+        save_tensors(weights, trained.state_dict())
+        save_tensors(momentum, optimizer.state_dict() if optimizer else {})  # none before a step
 
+    schedule = params.train.lr_schedule(per_epoch)
     history, final_momentum = train_resumably(
         run,
         fingerprint_of(params, [layout.DATASET], seed),
         model,
         data,
-        params.train.schedule().rates(0, params.train.epochs),
+        schedule.rates(0, schedule.total_steps),
         masks,
         sgd(params),
         seed,
-        on_epoch=lambda record, trained, optimizer: keep(record.epoch + 1, trained, optimizer),
+        on_epoch=lambda record, trained, optimizer: keep((record.epoch + 1) * per_epoch, trained, optimizer),
         on_fresh_start=lambda untrained: keep(0, untrained, None),
+        checkpoint_steps=set(params.train.rewind_iterations),
+        on_checkpoint=keep,
         **batch_options(params),
     )
     log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
-    return DenseRun(model.state_dict(), final_momentum, masks, history, weights + momentum)
+    return DenseRun(model.state_dict(), final_momentum, masks, history, [f for pair in files.values() for f in pair])
 
 
 def log_curves(seed: int, history: list[EpochRecord]) -> None:

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from rewind import RewindError, models
-from rewind.checkpoint import atomic_write_bytes, load_tensors
+from rewind.checkpoint import atomic_write_bytes, load_tensors, read_metadata
 from rewind.data import Dataset
 from rewind.models import build_model, prunable_names
 from rewind.prune import Masks, excluded
+from rewind.train import steps_per_epoch
 from stages.shared import layout
 from stages.shared.params import Params
 
@@ -24,6 +25,16 @@ def load_dataset(device: torch.device) -> Dataset:
         raise RewindError(f"{layout.DATASET}: metadata lacks num_classes") from None
     data = Dataset.from_tensors(tensors, num_classes, str(layout.DATASET))
     return Dataset(**{name: t.to(device) for name, t in data.tensors().items()}, num_classes=num_classes)
+
+
+def dataset_steps_per_epoch(params: Params) -> int:
+    """Steps per epoch of the prepared dataset, from its header (no tensors read): for stages that
+    reason about schedules without training (the report)."""
+    meta = read_metadata(layout.DATASET)
+    try:
+        return steps_per_epoch(int(meta["train_examples"]), params.train.batch_size)
+    except (KeyError, ValueError):
+        raise RewindError(f"{layout.DATASET}: metadata lacks train_examples; run the prepare stage again") from None
 
 
 def new_model(params: Params, data: Dataset, seed: int) -> nn.Module:

@@ -59,6 +59,22 @@ def checkpoint_momentum(seed: int, epoch: int) -> Path:
     return CHECKPOINTS / f"seed-{seed}" / f"momentum-{epoch:03d}.safetensors"
 
 
+def step_checkpoint(seed: int, step: int) -> Path:
+    """The dense weights after `step` steps, kept between epochs for an iteration budget."""
+    return CHECKPOINTS / f"seed-{seed}" / f"step-{step:07d}.safetensors"
+
+
+def step_checkpoint_momentum(seed: int, step: int) -> Path:
+    return CHECKPOINTS / f"seed-{seed}" / f"momentum-step-{step:07d}.safetensors"
+
+
+def rewind_point(seed: int, step: int, steps_per_epoch: int) -> tuple[Path, Path]:
+    """The dense weights and momentum after `step` steps: an epoch's files, or a step's."""
+    if step % steps_per_epoch == 0:
+        return checkpoint(seed, step // steps_per_epoch), checkpoint_momentum(seed, step // steps_per_epoch)
+    return step_checkpoint(seed, step), step_checkpoint_momentum(seed, step)
+
+
 def timing(stage: str) -> Path:
     """Where a stage records its wall and compute seconds for the benchmark: not a DVC output,
     since seconds differ on every run and would make dvc.lock change with each one."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from rewind import RewindError
 from rewind.checkpoint import read_file
@@ -19,16 +19,30 @@ from rewind.data import DIGITS_IMAGES, SHAPES, split_sizes, validation_size
 from rewind.models import architecture, builder, prunable_names
 from rewind.plugins import is_import_path, load_callable
 from rewind.prune import excluded
-from rewind.schedule import StepSchedule
+from rewind.schedule import Duration, Schedule, ScheduleKind
 from rewind.strategies import Strategy
+from rewind.train import steps_per_epoch
 
 PARAMS_FILE = Path("params.yaml")
 DENSE_PREV = "../dense"
 STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 RESERVED_NAMES = ("dense",)  # runs/dense and the metrics' "dense" key belong to the dense network
 DATASETS = tuple(SHAPES)
+TRAIN_EXAMPLES = {"cifar10": 50_000, "mnist": 60_000}  # their published training splits
 FOLDER_DATASETS = ("cifar10", "mnist")  # read from data.root in their published formats
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+def _budget(value: object) -> int | str:
+    """A retraining budget: epochs (20) or iterations of the dense run (500it), as Duration."""
+    try:
+        Duration.parse(value)  # type: ignore[arg-type]
+    except RewindError:
+        raise ValueError("a budget is an epoch count (20) or iterations (500it)") from None
+    return value  # type: ignore[return-value]
+
+
+Budget = Annotated[int | str, PlainValidator(_budget)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy and scikit-learn accept as a seed
 FLOAT32_MAX = 3.4028234663852886e38  # a rate or decay beyond it cannot multiply float32 weights
 
@@ -65,9 +79,15 @@ class TrainParams(Strict):
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
     weight_decay: Annotated[float, Field(ge=0.0, le=FLOAT32_MAX)]
     nesterov: bool
+    # lr as a function of the step: step decay at `milestones` (epochs) by `gamma`, cosine,
+    # one-cycle or constant (rewind.schedule); warmup is linear over its steps
+    schedule: ScheduleKind = "step"
     milestones: list[Annotated[int, Field(ge=1)]]
     gamma: Annotated[float, Field(gt=0.0, le=1.0)]
     warmup_epochs: Annotated[int, Field(ge=0)]
+    # steps between epochs at which the dense run also keeps its weights: rewind points of
+    # iteration budgets (a wr budget of `Nit` rewinds to step epochs · steps_per_epoch - N)
+    rewind_iterations: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     device: Literal["cpu", "cuda", "auto"]
     augment: bool  # 4-pixel padded random crop and horizontal flip of every training batch
     precision: Literal["fp32", "bf16"]  # bf16: autocast forward pass (GPU speed; fp32 master weights)
@@ -76,8 +96,11 @@ class TrainParams(Strict):
     # result: a float sum split over more threads is added in another order.
     threads: Annotated[int, Field(ge=1, le=1024)] | None
 
-    def schedule(self) -> StepSchedule:
-        return StepSchedule(self.lr, tuple(self.milestones), self.gamma, self.warmup_epochs)
+    def lr_schedule(self, steps_per_epoch: int) -> Schedule:
+        """The dense run's lr(step), for a dataset of `steps_per_epoch` batches."""
+        return Schedule(
+            self.lr, self.epochs, steps_per_epoch, self.schedule, tuple(self.milestones), self.gamma, self.warmup_epochs
+        )
 
 
 class PruneParams(Strict):
@@ -93,7 +116,7 @@ class PruneParams(Strict):
 class StrategyParams(Strict):
     weights: Literal["final", "rewind", "reinit"]
     rates: Literal["replay", "constant"]
-    budget: Annotated[int, Field(ge=0)]
+    budget: Budget
     pruning: Literal["magnitude", "random"] | None = None  # overrides prune.method: a control
     # fresh: momentum starts at zero (rewind's default); restored: the momentum saved with the
     # start weights, as the paper's code does
@@ -115,7 +138,7 @@ class SweepParams(Strict):
 
     strategies: Annotated[list[str], Field(min_length=1)]
     sparsities: Annotated[list[Fraction], Field(min_length=1)]
-    budgets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    budgets: Annotated[list[Budget], Field(min_length=1)]
 
 
 class RoundParams(Strict):
@@ -151,7 +174,7 @@ class Params(Strict):
         """A strategy of `compare`, the ones with prune and retrain stages."""
         if name not in self.compare:
             raise ParamsError(f"params.yaml: compare: strategy {name!r} is not compared; compared: {self.compare}")
-        return self._strategy(name)
+        return self.strategy(name)
 
     def retrained_strategy(self, name: str) -> Strategy:
         """A compared strategy or a control: the ones with a retraining stage per round."""
@@ -160,7 +183,7 @@ class Params(Strict):
                 f"params.yaml: compare: strategy {name!r} is neither compared nor a control; "
                 f"compared: {self.compare}, controls: {self.controls.strategies}"
             )
-        return self._strategy(name)
+        return self.strategy(name)
 
     def masks_strategy(self, name: str) -> str:
         """Whose masks the strategy retrains on: its own, or for a control `controls.masks_from`'s."""
@@ -172,11 +195,12 @@ class Params(Strict):
             raise ParamsError(
                 f"params.yaml: sweep.strategies: strategy {name!r} is not swept; swept: {self.sweep.strategies}"
             )
-        return self._strategy(name)
+        return self.strategy(name)
 
-    def _strategy(self, name: str) -> Strategy:
+    def strategy(self, name: str) -> Strategy:
+        """The strategy `strategies.<name>` defines, as the library takes it."""
         spec = self.strategies[name]
-        return Strategy(name, spec.weights, spec.rates, spec.budget, spec.momentum)
+        return Strategy(name, spec.weights, spec.rates, Duration.parse(spec.budget), spec.momentum)
 
     def pruning_method(self, strategy: str) -> str:
         """The strategy's own pruning method if it sets one (a control), else prune.method."""
@@ -236,6 +260,8 @@ def _describe(err: ValidationError) -> str:
             message = "unknown key (a typo?)"
         elif item["type"] == "missing":
             message = "missing key"
+        elif item["type"] == "value_error":
+            message = f"{message.removeprefix('Value error, ')} (got {item['input']!r})"
         elif item["type"] in BOUNDS:
             (limit,) = item["ctx"].values()
             shown = f"{limit:g}" if isinstance(limit, float) else limit
@@ -283,8 +309,7 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"strategies.{name}: a name is lowercase letters, digits and _, starting with a letter")
         elif name in RESERVED_NAMES:
             problems.append(f"strategies.{name}: the name is taken by the dense network; choose another")
-        if spec.budget > epochs:
-            problems.append(f"strategies.{name}.budget: {spec.budget} is larger than train.epochs ({epochs})")
+        problems += _budget_problems(f"strategies.{name}.budget", spec.budget, spec.weights == "rewind", params)
         if spec.momentum == "restored" and spec.weights == "reinit":
             problems.append(f"strategies.{name}.momentum: fresh weights have no momentum to restore; use fresh")
     if not params.compare:
@@ -302,9 +327,10 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(
                 f"sweep.strategies: unknown strategy {name!r}; defined in strategies: {sorted(params.strategies)}"
             )
+    rewinds = any(params.strategies[n].weights == "rewind" for n in params.sweep.strategies if n in params.strategies)
     for budget in params.sweep.budgets:
-        if budget > epochs:
-            problems.append(f"sweep.budgets: {budget} is larger than train.epochs ({epochs})")
+        problems += _budget_problems("sweep.budgets", budget, rewinds, params)
+    problems += _schedule_problems(params)
     for key, values in (
         ("sweep.budgets", params.sweep.budgets),
         ("sweep.sparsities", params.sweep.sparsities),
@@ -314,6 +340,61 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"{key}: a value is listed twice")
     problems += _round_problems(params)
     problems += _exclude_problems(params)
+    return problems
+
+
+def known_steps_per_epoch(params: Params) -> int | None:
+    """Steps in one epoch, where the training split's size is known without loading the data:
+    the built-in datasets (digits by its split); None for a dataset of your own."""
+    if params.data.name == "digits":
+        try:
+            train = split_sizes(DIGITS_IMAGES, SHAPES["digits"][1], params.data.test_fraction)[0]
+        except RewindError:
+            return None  # reported as a data.test_fraction problem
+    else:
+        train = TRAIN_EXAMPLES.get(params.data.name)
+    return None if train is None else steps_per_epoch(train, params.train.batch_size)
+
+
+def _budget_problems(key: str, value: int | str, rewinds: bool, params: Params) -> list[str]:
+    """A budget must fit in the dense run, and a rewinding strategy's rewind point must be kept:
+    an epoch's end, or a step train.rewind_iterations lists."""
+    budget, epochs = Duration.parse(value), params.train.epochs
+    if budget.unit == "epochs":
+        return [f"{key}: {value} is larger than train.epochs ({epochs})"] if budget.amount > epochs else []
+    per_epoch = known_steps_per_epoch(params)
+    if per_epoch is None:
+        return []  # checked by the stage, once the data are loaded
+    total = epochs * per_epoch
+    if budget.amount > total:
+        return [f"{key}: {value} is more than the dense run's {total} steps ({epochs} epochs of {per_epoch})"]
+    rewind_step = total - budget.amount
+    if rewinds and rewind_step % per_epoch and rewind_step not in params.train.rewind_iterations:
+        return [
+            f"{key}: {value} rewinds to step {rewind_step}, "
+            "which the dense run keeps only if train.rewind_iterations lists it"
+        ]
+    return []
+
+
+def _schedule_problems(params: Params) -> list[str]:
+    train, problems = params.train, []
+    if train.schedule != "step" and train.milestones:
+        problems.append(f"train.milestones: only the step schedule has milestones; {train.schedule} takes []")
+    if train.schedule == "onecycle" and train.warmup_epochs:
+        problems.append("train.warmup_epochs: one-cycle rises from lr/25 by itself; set 0")
+    if len(set(train.rewind_iterations)) != len(train.rewind_iterations):
+        problems.append("train.rewind_iterations: a step is listed twice")
+    per_epoch = known_steps_per_epoch(params)
+    if per_epoch is not None:
+        total = train.epochs * per_epoch
+        problems += [
+            f"train.rewind_iterations: {step} is not inside the dense run's {total} steps"
+            for step in train.rewind_iterations
+            if step >= total
+        ]
+        if train.schedule == "onecycle" and total < 4:
+            problems.append(f"train.schedule: one-cycle needs at least 4 steps; the dense run has {total}")
     return problems
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
 from rewind.strategies import State
-from rewind.train import SGD, Augment, EpochCallback, EpochRecord, Precision, Resume, train
+from rewind.train import SGD, Augment, EpochCallback, EpochRecord, Precision, Resume, StepCallback, train
 from stages.shared.params import Params
 
 log = logging.getLogger("rewind")
@@ -63,12 +63,14 @@ def train_resumably(
     masks: Masks,
     sgd: SGD,
     seed: int,
-    labels: Sequence[int] | None = None,
+    start_step: int = 0,
     on_epoch: EpochCallback | None = None,
     on_fresh_start: Callable[[nn.Module], None] | None = None,
     augment: Augment | None = None,
     precision: Precision = "fp32",
     momentum: State | None = None,
+    checkpoint_steps: Collection[int] = (),
+    on_checkpoint: StepCallback | None = None,
 ) -> tuple[list[EpochRecord], State]:
     """rewind.train.train, resumed from and recorded to the progress file of `scratch_dir(scratch)`
     when it verifies and carries `fingerprint` (see `fingerprint_of`). Returns every epoch's
@@ -88,8 +90,8 @@ def train_resumably(
     else:
         weights, saved_momentum, history = progress
         model.load_state_dict({name: w.to(next(model.parameters()).device) for name, w in weights.items()})
-        resume = Resume(len(history), saved_momentum)
-        log.info("%s: resuming after epoch %d of %d from %s", scratch, len(history), len(rates), folder / PROGRESS)
+        resume = Resume(sum(record.steps for record in history), saved_momentum)
+        log.info("%s: resuming after step %d of %d from %s", scratch, resume.steps_done, len(rates), folder / PROGRESS)
     final_momentum = resume.momentum if resume is not None else dict(momentum or {})
 
     def record(epoch: EpochRecord, trained: nn.Module, optimizer: MaskedSGD) -> None:
@@ -107,12 +109,14 @@ def train_resumably(
         masks,
         sgd,
         seed,
-        labels=labels,
+        start_step=start_step,
         on_epoch=record,
         resume=resume,
         augment=augment,
         precision=precision,
         momentum=momentum,
+        checkpoint_steps=checkpoint_steps,
+        on_checkpoint=on_checkpoint,
     )
     return history, final_momentum
 

@@ -5,12 +5,14 @@ from pathlib import Path
 
 from torch import nn
 
+from rewind import RewindError
 from rewind.data import Dataset
 from rewind.prune import Masks, excluded, fraction_for_density, prune, scores
 from rewind.strategies import State, Strategy, resolve, start_momentum, start_state
-from rewind.train import EpochRecord
+from rewind.train import EpochRecord, steps_per_epoch
 from stages.shared import layout
 from stages.shared.files import checked_momentum, checked_weights, new_model, place_for_training
+from stages.shared.layout import rewind_point
 from stages.shared.params import Params
 from stages.shared.resumable import fingerprint_of, train_resumably
 from stages.shared.training import batch_options, sgd
@@ -26,6 +28,13 @@ def next_masks(
     fraction = p.fraction if target_density is None else fraction_for_density(masks, target_density)
     scored = scores(weights, masks, params.pruning_method(strategy), seed, p.granularity)
     return prune(scored, masks, fraction, p.scope, p.granularity)
+
+
+def kept(path: Path, step: int) -> Path:
+    """A rewind point's file; one the dense run did not keep is an error saying how to keep it."""
+    if not path.exists() and path.name.startswith(("step-", "momentum-step-")):
+        raise RewindError(f"{path}: the dense run kept no weights at step {step}; list it in train.rewind_iterations")
+    return path
 
 
 def reinit_seed(seed: int, round_id: int) -> int:
@@ -52,27 +61,26 @@ def retrain(
     already (see `files.load_masks`); `mask_inputs` are the files they were made from, for the
     fingerprint that decides whether saved progress may be resumed.
     """
-    plan = resolve(strategy, params.train.schedule(), params.train.epochs)
+    per_epoch = steps_per_epoch(len(data.y_train), params.train.batch_size)
+    plan = resolve(strategy, params.train.lr_schedule(per_epoch))
     model = new_model(params, data, seed)
     final = layout.model(start, seed)
+    inputs = [layout.DATASET, *mask_inputs, final]
+
+    def used(path: Path) -> Path:
+        inputs.append(path)  # a file the result depends on, for the fingerprint
+        return path
+
     state = start_state(
         plan,
         final=lambda: checked_weights(model, final),
-        rewind_point=lambda epoch: checked_weights(model, layout.checkpoint(seed, epoch)),
+        rewind_point=lambda step: checked_weights(model, used(kept(rewind_point(seed, step, per_epoch)[0], step))),
         fresh=lambda: new_model(params, data, reinit_seed(seed, round_id)).state_dict(),
     )
-    inputs = [layout.DATASET, *mask_inputs, final]
-    if plan.rewind_epoch is not None:
-        inputs.append(layout.checkpoint(seed, plan.rewind_epoch))
-
-    def used(path: Path) -> Path:
-        inputs.append(path)  # restored momentum is an input of the result too
-        return path
-
     momentum = start_momentum(
         plan,
         final=lambda: checked_momentum(model, used(layout.momentum(start, seed))),
-        rewind_point=lambda epoch: checked_momentum(model, used(layout.checkpoint_momentum(seed, epoch))),
+        rewind_point=lambda step: checked_momentum(model, used(kept(rewind_point(seed, step, per_epoch)[1], step))),
     )
     model.load_state_dict(state)
     device = data.x_train.device
@@ -87,7 +95,7 @@ def retrain(
         masks,
         sgd(params),
         seed,
-        plan.labels,
+        plan.start_step,
         momentum=momentum,
         **batch_options(params),
     )

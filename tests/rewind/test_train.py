@@ -3,9 +3,15 @@ import torch
 from rewind.data import load_digits
 from rewind.models import build_model
 from rewind.prune import full_masks, prune, scores
-from rewind.train import SGD, shuffle_seed, train
+from rewind.train import SGD, shuffle_seed, steps_per_epoch, train
 
 DATA = load_digits(0.25, seed=0)
+S = steps_per_epoch(len(DATA.y_train), 64)  # steps an epoch at batch 64
+
+
+def per_step(epoch_rates):
+    """One rate per step from one per epoch."""
+    return [rate for rate in epoch_rates for _ in range(S)]
 
 
 def run(rates, masks_fraction=0.0, seed=0, labels=None):
@@ -18,11 +24,11 @@ def run(rates, masks_fraction=0.0, seed=0, labels=None):
     history = train(
         model,
         DATA,
-        rates,
+        per_step(rates),
         masks,
         SGD(64, 0.9, 1e-4),
         seed,
-        labels=labels,
+        start_step=labels[0] * S if labels else 0,
         on_epoch=lambda record, m, _: seen.append(record.epoch),
     )
     return model, masks, history, seen
@@ -56,7 +62,7 @@ def test_epoch_labels_decide_the_data_order():
     full, _, _, _ = run([0.1, 0.1, 0.05, 0.05])
     model = build_model("mlp", DATA.input_shape, 10, seed=0)
     masks = full_masks(model)
-    train(model, DATA, [0.1, 0.1], masks, SGD(64, 0.9, 1e-4), 0)
+    train(model, DATA, per_step([0.1, 0.1]), masks, SGD(64, 0.9, 1e-4), 0)
     assert shuffle_seed(0, 2) != shuffle_seed(0, 3) != shuffle_seed(1, 2)
     replay = build_model("mlp", DATA.input_shape, 10, seed=0)
     replay.load_state_dict(model.state_dict())
@@ -65,7 +71,7 @@ def test_epoch_labels_decide_the_data_order():
     again = build_model("mlp", DATA.input_shape, 10, seed=0)
     again.load_state_dict(model.state_dict())
     for m in (replay, again):
-        train(m, DATA, [0.05, 0.05], masks, SGD(64, 0.9, 1e-4), 0, labels=[2, 3])
+        train(m, DATA, per_step([0.05, 0.05]), masks, SGD(64, 0.9, 1e-4), 0, start_step=2 * S)
     assert all(
         torch.equal(x, y) for x, y in zip(replay.state_dict().values(), again.state_dict().values(), strict=True)
     )
@@ -85,12 +91,12 @@ def test_resume_after_any_epoch_is_bit_identical_to_an_uninterrupted_run():
     def keep(record, model, optimizer):
         saved[record.epoch + 1] = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
 
-    train(full, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, on_epoch=keep)
+    train(full, DATA, per_step(rates), masks, SGD(64, 0.9, 1e-4), 0, on_epoch=keep)
     for done in (1, 3, 4):
         weights, momentum = saved[done]
         resumed = build_model("mlp", DATA.input_shape, 10, seed=0)
         resumed.load_state_dict(weights)
-        history = train(resumed, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, resume=Resume(done, momentum))
+        history = train(resumed, DATA, per_step(rates), masks, SGD(64, 0.9, 1e-4), 0, resume=Resume(done * S, momentum))
         assert [r.epoch for r in history] == list(range(done, len(rates)))
         for (name, a), b in zip(resumed.state_dict().items(), full.state_dict().values(), strict=True):
             assert torch.equal(a, b), (done, name)
@@ -103,11 +109,28 @@ def test_replaying_epochs_with_restored_momentum_continues_the_run_exactly():
     full, _, _, _ = run(rates)
     saved = {}
     model = build_model("mlp", DATA.input_shape, 10, seed=0)
-    train(model, DATA, rates[:2], full_masks(model), SGD(64, 0.9, 1e-4), 0, on_epoch=lambda r, m, o: saved.update(o=o))
+    train(
+        model,
+        DATA,
+        per_step(rates[:2]),
+        full_masks(model),
+        SGD(64, 0.9, 1e-4),
+        0,
+        on_epoch=lambda r, m, o: saved.update(o=o),
+    )
     restored = build_model("mlp", DATA.input_shape, 10, seed=0)
     restored.load_state_dict(model.state_dict())
     momentum = saved["o"].state_dict()
-    train(restored, DATA, rates[2:], full_masks(restored), SGD(64, 0.9, 1e-4), 0, labels=[2, 3], momentum=momentum)
+    train(
+        restored,
+        DATA,
+        per_step(rates[2:]),
+        full_masks(restored),
+        SGD(64, 0.9, 1e-4),
+        0,
+        start_step=2 * S,
+        momentum=momentum,
+    )
     for (name, a), b in zip(restored.state_dict().items(), full.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
@@ -134,11 +157,11 @@ def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_epoch():
 
     model = build_model("mlp", DATA.input_shape, 10, seed=0)
     good = []
-    with pytest.raises(RewindError, match=r"training diverged: loss is (nan|inf) in epoch 2 of 3"):
+    with pytest.raises(RewindError, match=r"training diverged: loss is (nan|inf) in epoch 2 at steps"):
         train(
             model,
             DATA,
-            [0.1, 1e30, 0.1],
+            per_step([0.1, 1e30, 0.1]),
             full_masks(model),
             SGD(64, 0.9, 0.0),
             0,
@@ -154,7 +177,9 @@ def options_run(name="mlp", precision="fp32", channels_last=False, augment=None)
         model = model.to(memory_format=torch.channels_last)
     weights = {n: p.detach() for n, p in model.named_parameters()}
     masks = prune(scores(weights, full_masks(model), "magnitude", 0), full_masks(model), 0.5, "global")
-    history = train(model, DATA, [0.1, 0.1], masks, SGD(64, 0.9, 1e-4), 0, augment=augment, precision=precision)
+    history = train(
+        model, DATA, per_step([0.1, 0.1]), masks, SGD(64, 0.9, 1e-4), 0, augment=augment, precision=precision
+    )
     return model, masks, history
 
 
@@ -194,3 +219,65 @@ def test_augmentation_is_applied_to_every_training_batch():
     plain, _, _ = options_run()
     assert sum(seen) == 2 * len(DATA.y_train), "every example of both epochs went through it"
     assert not torch.equal(augmented.state_dict()["1.weight"], plain.state_dict()["1.weight"])
+
+
+def test_starting_mid_epoch_from_the_weights_and_momentum_kept_there_continues_exactly():
+    """An iteration-level rewind point: the dense run keeps its state after step k (mid-epoch,
+    augmented batches too); a run from step k with the rates from k ends where the dense run did."""
+    from rewind.data import random_crop_flip
+
+    rates = per_step([0.1, 0.1, 0.05])
+    k = S + S // 2
+    kept = {}
+
+    def keep(step, model, optimizer):
+        kept[step] = ({n: t.clone() for n, t in model.state_dict().items()}, optimizer.state_dict())
+
+    lenet = ("lenet5", DATA.input_shape, 10)
+    dense = build_model(*lenet, seed=0)
+    options = {"augment": random_crop_flip}
+    train(
+        dense,
+        DATA,
+        rates,
+        full_masks(dense),
+        SGD(64, 0.9, 1e-4),
+        0,
+        checkpoint_steps={k},
+        on_checkpoint=keep,
+        **options,
+    )
+    weights, momentum = kept[k]
+    replay = build_model(*lenet, seed=0)
+    replay.load_state_dict(weights)
+    history = train(
+        replay, DATA, rates[k:], full_masks(replay), SGD(64, 0.9, 1e-4), 0, start_step=k, momentum=momentum, **options
+    )
+    assert [(r.epoch, r.steps) for r in history] == [(1, S - S // 2), (2, S)]
+    for (name, a), b in zip(replay.state_dict().items(), dense.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_run_that_starts_mid_epoch_resumes_bit_identically():
+    from rewind.train import Resume
+
+    start = S // 3
+    rates = per_step([0.1, 0.05, 0.01])[start:]
+    saved = {}
+    full = build_model("mlp", DATA.input_shape, 10, seed=0)
+    masks = full_masks(full)
+
+    def keep(record, model, optimizer):
+        saved[record.epoch] = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
+
+    first = train(full, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, start_step=start, on_epoch=keep)
+    weights, momentum = saved[0]
+    resumed = build_model("mlp", DATA.input_shape, 10, seed=0)
+    resumed.load_state_dict(weights)
+    rest = train(
+        resumed, DATA, rates, masks, SGD(64, 0.9, 1e-4), 0, start_step=start, resume=Resume(first[0].steps, momentum)
+    )
+    assert [r.epoch for r in rest] == [1, 2]
+    assert all(
+        torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), full.state_dict().values(), strict=True)
+    )

@@ -109,7 +109,9 @@ def test_divergence_names_strategy_round_and_epoch_and_keeps_inputs(built):
         params.write_text(original)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: lrr round 0 seed 0: training diverged: loss is nan in epoch 1 of 2"), error
+    assert error.startswith(
+        "error: lrr round 0 seed 0: training diverged: loss is nan in epoch 3 at steps 22-33 (lr 1e+29)"
+    ), error
     assert {path: path.read_bytes() for path in before} == before, "the input mask and the last good models stay"
 
 
@@ -207,7 +209,9 @@ def test_divergence_names_the_dense_seed_and_the_sweep_point(built):
         sweep = stage(built, "stages.sweep", "--strategy", "lrr")
     finally:
         params.write_text(original)
-    assert dense.startswith("error: dense seed 0: training diverged: loss is nan in epoch 1 of 4"), dense
+    assert dense.startswith(
+        "error: dense seed 0: training diverged: loss is nan in epoch 1 at steps 0-11 (lr 1e+30)"
+    ), dense
     assert sweep.startswith("error: sweep lrr budget 1 at sparsity 0.9 seed 0: training diverged"), sweep
 
 

@@ -40,7 +40,7 @@ def medians_from_the_csv(network: str, strategy: str, budget: int, density: floa
 
 def test_published_points_are_the_medians_of_the_papers_trials(resnet20):
     sparsity = sparsities(resnet20)
-    published = paper.pruned(resnet20, sparsity)
+    published = paper.pruned(resnet20, sparsity, 391)
     # the paper pruned ResNet-20 iteratively for 10 rounds (down to 10.7% of the weights), the preset 16
     assert set(published) == {(s, k) for s in ("ft", "wr", "lrr") for k in range(10)}
     for (strategy, round_id), found in published.items():
@@ -52,7 +52,7 @@ def test_published_points_are_the_medians_of_the_papers_trials(resnet20):
 def test_the_report_sets_a_resnet20_run_beside_the_paper(resnet20):
     sparsity = sparsities(resnet20)
     ours = {s: {k: summarize([0.90, 0.91, 0.92]) for k in sparsity} for s in resnet20.compare}
-    table = paper_table(resnet20, ours, summarize([0.92, 0.92, 0.93]), sparsity)
+    table = paper_table(resnet20, ours, summarize([0.92, 0.92, 0.93]), sparsity, 391)
     lrr_first = medians_from_the_csv("resnet20", "lrr", 170, 0.8)
     row = next(line for line in table.splitlines() if line.startswith("| 20.00% | lrr |"))
     assert f"| {100 * lrr_first:.2f} (" in row and row.endswith(f"| {100 * (0.91 - lrr_first):+.2f} |")
@@ -61,8 +61,8 @@ def test_the_report_sets_a_resnet20_run_beside_the_paper(resnet20):
 
 def test_runs_the_paper_did_not_make_are_not_compared(resnet20, monkeypatch):
     digits = load_params(ROOT / "params.yaml")
-    assert not paper.comparable(digits) and paper.pruned(digits, {0: 0.5}) == {}
-    assert "nothing to set beside these numbers" in paper_table(digits, {}, summarize([0.9]), {})
+    assert not paper.comparable(digits) and paper.pruned(digits, {0: 0.5}, 21) == {}
+    assert "nothing to set beside these numbers" in paper_table(digits, {}, summarize([0.9]), {}, 21)
     filters = load_params(ROOT / "presets/resnet56_cifar10_filters.yaml")
     assert not paper.comparable(filters), "Structured-A/B cannot be matched to params with certainty"
 

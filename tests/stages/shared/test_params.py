@@ -19,6 +19,17 @@ def error_for(tmp_path, params) -> str:
     return message
 
 
+def test_an_iteration_budget_whose_rewind_step_is_kept_validates(tmp_path):
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["strategies"]["wr"]["budget"] = "30it"
+    params["train"]["rewind_iterations"] = [850]
+    params["sweep"]["budgets"] = [10, "44it"]  # 44 steps: two whole epochs back, an epoch's end
+    loaded = load_params(write(tmp_path, params))
+    assert str(loaded.strategy("wr").budget) == "30it"
+
+
 def test_the_shipped_params_validate():
     from tests.conftest import ROOT
 
@@ -40,7 +51,7 @@ def test_the_shipped_params_validate():
         ),
         (
             lambda p: p["strategies"]["ft"].update(budget=-1),
-            "strategies.ft.budget: must be >= 0",
+            "strategies.ft.budget: a budget is an epoch count (20) or iterations (500it) (got -1)",
         ),
         (lambda p: p["prune"].update(fraction=1.5), "prune.fraction: must be < 1"),
         (lambda p: p["prune"].update(fraction=0), "prune.fraction: must be > 0"),
@@ -84,6 +95,25 @@ def test_the_shipped_params_validate():
         (lambda p: p["train"].update(lr=float("inf")), "train.lr: Input should be a finite number"),
         (lambda p: p["train"].update(momentum=float("nan")), "train.momentum: Input should be a finite number"),
         (lambda p: p["compare"].append("reinit"), "compare: reinit has weights: reinit; a fresh-weights control"),
+        # time in iterations: digits' 1,347 training images at batch 64 are 22 steps an epoch, 880 a run
+        (lambda p: p["strategies"]["ft"].update(budget="881it"), "strategies.ft.budget: 881it is more than the dense"),
+        (
+            lambda p: p["strategies"]["wr"].update(budget="30it"),
+            "strategies.wr.budget: 30it rewinds to step 850, which the dense run keeps only if train.rewind_iterations",
+        ),
+        (
+            lambda p: p["strategies"]["ft"].update(budget="30"),
+            "strategies.ft.budget: a budget is an epoch count (20) or iterations (500it) (got '30')",
+        ),
+        (lambda p: p["sweep"].update(budgets=[10, "7it"]), "sweep.budgets: 7it rewinds to step 873"),
+        (lambda p: p["train"].update(rewind_iterations=[880]), "train.rewind_iterations: 880 is not inside"),
+        (lambda p: p["train"].update(rewind_iterations=[5, 5]), "train.rewind_iterations: a step is listed twice"),
+        (lambda p: p["train"].update(schedule="cosine"), "train.milestones: only the step schedule has milestones"),
+        (
+            lambda p: p["train"].update(schedule="onecycle", milestones=[], warmup_epochs=2),
+            "train.warmup_epochs: one-cycle rises from lr/25 by itself",
+        ),
+        (lambda p: p["train"].update(schedule="linear"), "train.schedule: Input should be 'step', 'cosine'"),
         (
             lambda p: p["data"].update(name="plugins.nope:load"),
             "data.name: 'plugins.nope:load': no module named 'plugins.nope'",

@@ -4,6 +4,7 @@ truth about it in between."""
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from stages.shared.resumable import PROGRESS, scratch_dir
 from tests.conftest import copy_of, dvc, make_project, project_env, run, tiny_params
 
 SEEDS, EPOCHS = [0, 1, 2], 40
+ITERATIONS = [5, 215, 437]  # steps between epochs (11 an epoch) whose weights the dense run keeps too
 TRAIN = [sys.executable, "-m", "stages.train"]
 
 
@@ -61,7 +63,8 @@ def epochs_done(project: Path, seed: int) -> int:
 def prepared(tmp_path_factory) -> Path:
     """A project with 3 seeds of 40 epochs, validated and prepared: each test trains a copy."""
     project = make_project(
-        tmp_path_factory.mktemp("prepared") / "p", tiny_params(**{"train.epochs": EPOCHS, "seeds": SEEDS})
+        tmp_path_factory.mktemp("prepared") / "p",
+        tiny_params(**{"train.epochs": EPOCHS, "seeds": SEEDS, "train.rewind_iterations": ITERATIONS}),
     )
     for stage in ("validate", "prepare"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
@@ -79,10 +82,10 @@ def reference(prepared, tmp_path_factory) -> dict[str, str]:
     project = copy_of(prepared, tmp_path_factory.mktemp("resume") / "p")
     run(TRAIN, project)
     files = outputs(project)
+    assert sum("/step-" in name for name in files) == len(SEEDS) * len(ITERATIONS)
     for kind in ("epoch", "momentum"):
-        assert sum(f"/checkpoints/seed-{s}/{kind}-" in name for s in SEEDS for name in files) == len(SEEDS) * (
-            EPOCHS + 1
-        )
+        per_epoch = [name for name in files if re.search(rf"/checkpoints/seed-\d/{kind}-\d{{3}}\.safetensors$", name)]
+        assert len(per_epoch) == len(SEEDS) * (EPOCHS + 1)
     return files
 
 
@@ -101,7 +104,7 @@ def test_killed_training_resumes_bit_identically(reference, fresh, point):
     project = fresh
     kill_when(start(TRAIN, project), lambda: KILL_POINTS[point](project))
     rerun = run(TRAIN, project)
-    assert "resuming after epoch" in rerun.stderr
+    assert "resuming after step" in rerun.stderr
     assert outputs(project) == reference
     assert not (project / scratch_dir("train")).exists(), "scratch is cleaned up on success"
 
@@ -119,7 +122,7 @@ def test_killed_dvc_repro_resumes_under_dvc_and_status_tells_the_truth(reference
     kill_when(start([sys.executable, "-m", "dvc", *command], project), lambda: KILL_POINTS[point](project))
     assert "train" in dvc("status", "train", cwd=project).stdout, "a killed stage is not up to date"
     result = dvc(*command, cwd=project)  # one rerun is enough: no stale lock, nothing lost
-    assert "resuming after epoch" in result.stdout + result.stderr
+    assert "resuming after step" in result.stdout + result.stderr
     assert outputs(project) == reference
     assert "up to date" in dvc("status", "train", cwd=project).stdout
 

@@ -17,11 +17,14 @@ from stages.shared import layout
 from tests.conftest import make_project, run, tiny_params
 
 EPOCHS, BUDGET, SEED = 4, 2, 0
+STEPS_PER_EPOCH = 11  # digits' 1,347 training images at batch 128
+KEPT = 17  # a step inside epoch 2 that the dense run keeps (train.rewind_iterations)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("rounds") / "p", tiny_params(**{"train.epochs": EPOCHS}))
+    params = tiny_params(**{"train.epochs": EPOCHS, "train.rewind_iterations": [KEPT]})
+    project = make_project(tmp_path_factory.mktemp("rounds") / "p", params)
     for stage in ("validate", "prepare", "train"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
     return project
@@ -32,6 +35,7 @@ REWIND = """
 import sys
 from rewind.checkpoint import save_tensors
 from rewind.prune import full_masks
+from rewind.schedule import Duration
 from rewind.strategies import Strategy
 from stages.shared import layout
 from stages.shared.device import device_for
@@ -39,19 +43,23 @@ from stages.shared.files import load_dataset, new_model
 from stages.shared.params import load_params
 from stages.shared.rounds import retrain
 
-momentum, budget, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+momentum, seed = sys.argv[1], int(sys.argv[3])
+budget = Duration.parse(int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
 params = load_params()
 data = load_dataset(device_for(params))
 wr = Strategy("wr", "rewind", "replay", budget, momentum)
 masks = full_masks(new_model(params, data, seed))
 model, history, _ = retrain(params, data, wr, layout.DENSE, masks, [], seed, 0, "test-" + momentum)
-assert [r.lr for r in history] == list(params.train.schedule().rates(params.train.epochs - budget, params.train.epochs))
+schedule = params.train.lr_schedule(11)
+total = schedule.total_steps
+assert sum(r.steps for r in history) == budget.steps(11)
+assert history[0].lr == schedule.lr(total - budget.steps(11))
 save_tensors("rewound-" + momentum + ".safetensors", model.state_dict())
 """
 
 
-def rewound(project: Path, momentum: str) -> dict[str, torch.Tensor]:
-    run([sys.executable, "-c", REWIND, momentum, str(BUDGET), str(SEED)], project)
+def rewound(project: Path, momentum: str, budget: str = str(BUDGET)) -> dict[str, torch.Tensor]:
+    run([sys.executable, "-c", REWIND, momentum, budget, str(SEED)], project)
     return load_tensors(project / f"rewound-{momentum}.safetensors")[0]
 
 
@@ -76,3 +84,19 @@ def test_the_dense_run_keeps_its_momentum_beside_every_rewind_point(trained):
     weights, _ = load_tensors(trained / layout.model(layout.DENSE, SEED))
     assert set(last) == {name for name in weights if not name.endswith(("running_mean", "running_var"))}
     assert all(torch.equal(last[name], final[name]) for name in final)
+
+
+def test_rewinding_to_an_iteration_replays_the_dense_run_from_that_very_step(trained):
+    """An iteration budget rewinds mid-epoch, to the weights the dense run kept after step 17;
+    with their momentum it replays the dense run's last 27 steps bit for bit."""
+    final, _ = load_tensors(trained / layout.model(layout.DENSE, SEED))
+    kept, _ = load_tensors(trained / layout.step_checkpoint(SEED, KEPT))
+    before, _ = load_tensors(trained / layout.checkpoint(SEED, KEPT // STEPS_PER_EPOCH))
+    assert not all(torch.equal(kept[name], before[name]) for name in kept), "a step's weights, not an epoch's"
+    replayed = rewound(trained, "restored", f"{EPOCHS * STEPS_PER_EPOCH - KEPT}it")
+    assert all(torch.equal(replayed[name], final[name]) for name in final)
+
+
+def test_a_step_the_dense_run_did_not_keep_is_one_line_saying_how_to_keep_it(trained):
+    result = run([sys.executable, "-c", REWIND, "fresh", "20it", str(SEED)], trained, check=False)
+    assert "the dense run kept no weights at step 24; list it in train.rewind_iterations" in result.stderr
