@@ -20,8 +20,8 @@ ONE_ROUND = [{"id": 0, "prev": "../dense"}]
 
 
 def flow_params() -> dict:
-    """tiny_params cut further for the flow tests: two strategies and the reinit control, one round,
-    the tiny sweep (12 stages)."""
+    """tiny_params cut further for the flow tests: two strategies (each exported) and the reinit
+    control, one round, the tiny sweep (14 stages)."""
     return tiny_params(compare=["ft", "lrr"], rounds=ONE_ROUND)
 
 
