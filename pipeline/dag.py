@@ -54,3 +54,24 @@ def topological_order(graph: Graph) -> list[str]:
         order.extend(ready)
         sorter.done(*ready)
     return order
+
+
+def run_cacheable(project: Path) -> set[str]:
+    """The stages whose results another machine can restore from DVC's run-cache on the remote.
+
+    Not those without a command or dependencies, `always_changed` ones, nor any with a `persist`
+    or `cache: false` output: DVC keeps no usable run-cache entry for them, or never pushes the
+    file (in rewind: validate, evaluate, report). These run wherever the pipeline is reproduced.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return {
+            address(stage, project)
+            for stage in repo.index.stages
+            if getattr(stage, "cmd", None)
+            and stage.deps
+            and stage.outs
+            and not stage.always_changed
+            and all(out.use_cache and not out.persist for out in stage.outs)
+        }
