@@ -67,3 +67,9 @@ push: setup
 pull: setup
 	$(call remote_check,test -d "$$url",$$url does not exist)
 	dvc pull
+
+# Several machines (README: Running on many machines): a worker for the shared Prefect server's
+# `rewind-cluster` pool, in this clone, one stage at a time (PREFECT_API_URL names the server).
+.PHONY: worker
+worker: setup
+	$(PYTHON) -m pipeline.cluster worker

@@ -66,7 +66,9 @@ def stage_job(sha: str, stage: str, local_stages: list[str], overrides: dict[str
     checkout(clone, sha)
     if overrides:
         write_changes(clone, overrides)
+    checked_out = time.time()
     result = dvc_cli.run(clone, "repro", "--pull", stage, env=dvc_cli.parallel_stage_env())
+    reproduced = time.time()
     logger.info("dvc repro --pull %s in %s:\n%s", stage, clone, result.stdout + result.stderr)
     if result.returncode != 0:
         raise dvc_cli.failure_of(stage, result)
@@ -79,7 +81,8 @@ def stage_job(sha: str, stage: str, local_stages: list[str], overrides: dict[str
         )
     dvc_cli.output(clone, "push", "--run-cache")
     record = {"stage": stage, "ran": stage in ran, "host": socket.gethostname(), "clone": str(clone)}
-    logger.info("%s%s", RECORD, json.dumps(record | {"start": started, "end": time.time()}))
+    times = {"start": started, "checked_out": checked_out, "reproduced": reproduced, "end": time.time()}
+    logger.info("%s%s", RECORD, json.dumps(record | times))
 
 
 def checkout(clone: Path, sha: str) -> None:
