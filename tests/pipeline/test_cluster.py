@@ -1,0 +1,186 @@
+"""Several machines on one: a bare git origin, a local directory as the DVC remote, a coordinator
+clone and two worker clones (each its own DVC cache and PREFECT_HOME), a real `prefect server`,
+the `process` pool with two `--limit 1` workers, real DVC. Every dispatched stage runs once,
+somewhere; the coordinator restores them and runs only what cannot travel; the results equal a
+local `dvc repro` bit for bit. Refusals are checked first, without a server."""
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.sandbox import GIT_IDENTITY
+from pipeline.cluster import POOL, PREFECT_FILE, RECORD
+from pipeline.serve import free_port, local_server, stop
+from tests.conftest import ROOT, dvc, make_project, project_env, run, tiny_params
+from tests.pipeline.conftest import ONE_ROUND, lock_outs, stale
+
+LOCAL = {"validate", "evaluate", "report"}  # persist / cache: false outputs: they never travel
+
+
+def cluster_params() -> dict:
+    """The tiny config cut to one seed, one round, ft and lrr (+ the reinit control), lrr's sweep at one budget."""
+    sweep = {"sweep.strategies": ["lrr"], "sweep.budgets": [1]}
+    return tiny_params(seeds=[0], compare=["ft", "lrr"], rounds=ONE_ROUND, **sweep)
+
+
+def cluster_sandbox(base: Path) -> dict[str, Path]:
+    """origin.git (bare), the DVC remote `storage`, and clones: coordinator, w1, w2."""
+    project = make_project(base / "seed", cluster_params())
+    (project / PREFECT_FILE).write_text((ROOT / PREFECT_FILE).read_text())
+    dvc("remote", "add", "-d", "shared", str(base / "storage"), cwd=project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "cluster: deployment, shared DVC remote"], project)
+    run(["git", "clone", "-q", "--bare", str(project), str(base / "origin.git")], base)
+    paths = {"origin": base / "origin.git", "seed": project}
+    for name in ("coordinator", "w1", "w2"):
+        run(["git", "clone", "-q", str(base / "origin.git"), str(base / name)], base)
+        paths[name] = base / name
+    return paths
+
+
+def cluster(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.cluster", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> dict[str, Path]:
+    return cluster_sandbox(tmp_path_factory.mktemp("cluster"))
+
+
+# ---- refusals: one line, before Prefect is asked for anything ----------------------------------
+
+UNREACHABLE_API = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}  # nothing listens: a dispatch would fail
+
+
+def test_refuses_a_dirty_workspace(sandbox, tmp_path):
+    clone = tmp_path / "dirty"
+    run(["git", "clone", "-q", str(sandbox["origin"]), str(clone)], tmp_path)
+    (clone / "params.yaml").write_text((clone / "params.yaml").read_text() + "\n# edited\n")
+    line = one_error_line(cluster("run", cwd=clone, env=project_env() | UNREACHABLE_API))
+    assert "workspace differs from git HEAD (params.yaml)" in line
+
+
+def test_refuses_an_unpushed_head(sandbox, tmp_path):
+    clone = tmp_path / "ahead"
+    run(["git", "clone", "-q", str(sandbox["origin"]), str(clone)], tmp_path)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "local only"], clone)
+    line = one_error_line(cluster("run", cwd=clone, env=project_env() | UNREACHABLE_API))
+    assert "is not pushed to git remote 'origin'" in line
+
+
+def test_refuses_without_a_dvc_remote(sandbox, tmp_path):
+    clone = tmp_path / "no-remote"
+    run(["git", "clone", "-q", str(sandbox["origin"]), str(clone)], tmp_path)
+    dvc("remote", "remove", "shared", cwd=clone)
+    run(["git", "commit", "-qam", "no remote"], clone)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/no-remote"], clone)
+    line = one_error_line(cluster("run", cwd=clone, env=project_env() | UNREACHABLE_API))
+    assert "no default DVC remote" in line
+
+
+def test_refuses_without_a_prefect_server(sandbox):
+    env = {k: v for k, v in project_env().items() if k != "PREFECT_API_URL"}
+    assert "PREFECT_API_URL is not set" in one_error_line(cluster("run", cwd=sandbox["coordinator"], env=env))
+
+
+# ---- end to end: two workers, each stage once ------------------------------------------------
+
+
+def records(log: Path) -> list[dict]:
+    """The one record per job a worker's log holds (pipeline.cluster.RECORD)."""
+    return [json.loads(line.split(RECORD, 1)[1]) for line in log.read_text().splitlines() if RECORD in line]
+
+
+def wait_for_workers(api: str, count: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = httpx.post(f"{api}/work_pools/{POOL}/workers/filter", json={}, timeout=5).json()
+        if sum(worker["status"] == "ONLINE" for worker in workers) >= count:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{count} workers not online after {timeout} s")
+
+
+def flow_runs(api: str) -> int:
+    return httpx.post(f"{api}/flow_runs/count", json={}, timeout=5).json()
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_stage_once_and_the_coordinator_restores_them(sandbox, tmp_path):
+    reference = make_project(tmp_path / "reference", cluster_params())
+    with (tmp_path / "reference.log").open("w") as log:
+        local = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=reference, env=project_env(), stdout=log)
+    coordinator = sandbox["coordinator"]
+    with local_server(free_port(), tmp_path / "server-home", coordinator, log=tmp_path / "server.log") as env:
+        env = env | GIT_IDENTITY
+        api = env["PREFECT_API_URL"]
+        deployed = cluster("deploy", cwd=coordinator, env=env, timeout=120)
+        assert deployed.returncode == 0, deployed.stderr
+        workers = {}
+        for name in ("w1", "w2"):
+            worker_env = env | {"PREFECT_HOME": str(tmp_path / f"home-{name}"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+            with (tmp_path / f"{name}.log").open("w") as out:
+                workers[name] = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline.cluster",
+                        "--project",
+                        str(sandbox[name]),
+                        "worker",
+                        "--name",
+                        name,
+                    ],
+                    cwd=sandbox[name],
+                    env=worker_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        try:
+            wait_for_workers(api, 2)
+            started = time.monotonic()
+            result = cluster("run", cwd=coordinator, env=env, timeout=600)
+            elapsed = time.monotonic() - started
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            # Negative, against the same server: an unpushed HEAD dispatches nothing.
+            before = flow_runs(api)
+            ahead = tmp_path / "ahead"
+            run(["git", "clone", "-q", str(sandbox["origin"]), str(ahead)], tmp_path)
+            run(["git", "commit", "-q", "--allow-empty", "-m", "local only"], ahead)
+            assert "not pushed" in one_error_line(cluster("run", cwd=ahead, env=env))
+            assert flow_runs(api) == before
+        finally:
+            for process in workers.values():
+                stop(process)
+    print(f"cluster run: {elapsed:.0f} s")
+    jobs = {name: records(tmp_path / f"{name}.log") for name in ("w1", "w2")}
+    dispatched = set(lock_outs(coordinator)) - LOCAL
+    ran = Counter(job["stage"] for both in jobs.values() for job in both if job["ran"])
+    assert ran == Counter(dispatched), "every dispatched stage ran exactly once, on some worker"
+    assert all(jobs.values()), "both workers took stages"
+    prunes = [job for both in jobs.values() for job in both if job["stage"].startswith("prune@")]
+    assert len({job["clone"] for job in prunes}) == 2, "sibling branches ran on different workers"
+    assert max(job["start"] for job in prunes) < min(job["end"] for job in prunes), "and at the same time"
+    assert "ran here: evaluate, report" in result.stdout or "ran here: validate" in result.stdout
+    assert set(result.stdout.split("ran here: ")[1].split(";")[0].split(", ")) <= LOCAL
+    assert stale(coordinator) == set()
+    assert "in sync" in dvc("status", "--cloud", cwd=coordinator).stdout
+    assert local.wait(timeout=600) == 0
+    assert lock_outs(coordinator) == lock_outs(reference), "the same bits as a local dvc repro"
+    assert (coordinator / "results/metrics.json").read_bytes() == (reference / "results/metrics.json").read_bytes()
