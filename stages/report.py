@@ -263,6 +263,33 @@ def slimmed_table(params: Params, metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def export_table(params: Params) -> str:
+    """Each round's deployable files against its dense-format model file, mean over seeds: the
+    compact file of surviving weights and, under filter pruning, the slimmed network. Measured
+    speed is the benchmark's (`python -m bench.export`): it depends on the machine, a report must not."""
+    filters = params.prune.granularity == "filter"
+    kinds = ["compact", *(["slim"] if filters else [])]
+    lines = [
+        "Bytes on disk against the dense-format model file (which keeps pruned weights as zeros), mean over seeds.\n",
+        "| round | " + " | ".join(f"{s} {kind}" for s in params.compare for kind in kinds) + " |",
+        "|---:|" + "---:|" * (len(params.compare) * len(kinds)),
+    ]
+    for spec in params.rounds:
+        cells = []
+        for s in params.compare:
+            path = layout.export_sizes(layout.export_dir(s, spec.id))
+            seeds = list(read_json(path).values())
+            try:
+                ratios = {
+                    k: sum(seed[f"{k}_bytes"] / seed["model_bytes"] for seed in seeds) / len(seeds) for k in kinds
+                }
+            except (KeyError, TypeError, ZeroDivisionError):
+                raise RewindError(f"{path}: no {' and '.join(kinds)} sizes for every seed") from None
+            cells += [f"{100 * ratios[k]:.1f}%" for k in kinds]
+        lines.append(f"| {spec.id} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def same_plan(params: Params, per_epoch: int, a: str, b: str, budget: int | str | None = None) -> bool:
     """Whether strategies `a` and `b` (at `budget`, or each at its own) retrain exactly alike: the
     same start weights, momentum, rates, data order and pruning. Then their results are equal by
@@ -451,6 +478,10 @@ The highest sparsity whose mean accuracy is within one standard deviation of the
 
 {size_table(params, metrics)}
 {slimmed_table(params, metrics)}
+
+### Shipped files (`exports/`)
+
+{export_table(params)}
 
 ## Accuracy against retraining budget (one-shot pruning from the dense network)
 

@@ -70,6 +70,10 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     report = (path / "reports/report.md").read_text()
     for section in ("Which strategy wins", "Safe compression", "FLOPs", "retraining budget", "paper's finding"):
         assert section in report
+    shipped = report.split("### Shipped files")[1].split("\n## ")[0]
+    rows = [line for line in shipped.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1 and len(rows[0].split("|")) == 2 + 1 + len(STRATEGIES), "a compact-file column per strategy"
+    assert all(0 < float(cell.strip().rstrip("%")) < 100 for cell in rows[0].split("|")[2:-1]), "smaller than dense"
     assert (path / "reports/budget.csv").read_text().splitlines()[0] == "sparsity,budget,ft,lrr"
 
 
