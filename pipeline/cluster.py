@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -252,12 +251,16 @@ def deploy(project: Path) -> None:
     prefect("deploy", "--prefect-file", PREFECT_FILE, "--all", "--no-prompt", env=env, cwd=project)
 
 
-def worker(project: Path, name: str | None) -> int:
-    """`prefect worker start` for the pool, one job at a time, its jobs run in `project` (a clone)."""
+def worker(project: Path, name: str | None) -> None:
+    """Become `prefect worker start` for the pool, one job at a time, its jobs run in `project` (a clone).
+
+    Exec, not a child process: whoever stops this process (Ctrl-C, a supervisor, a test) stops
+    the worker itself, never leaving it orphaned.
+    """
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"]
     command += ["--name", name] if name else []
-    env = os.environ | {CLONE_ENV: str(project)}
-    return subprocess.run(command, cwd=project, env=env, check=False).returncode
+    os.chdir(project)
+    os.execve(sys.executable, command, os.environ | {CLONE_ENV: str(project)})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "deploy":
             deploy(project)
         elif args.command == "worker":
-            return worker(project, args.name)
+            worker(project, args.name)
         else:
             coordinate(project, dict(map(_override, args.set)), args.jobs, args.git_remote, args.retries)
     except PipelineError as err:
