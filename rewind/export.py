@@ -23,6 +23,7 @@ big as the dense one. Three ways out, all safetensors (never pickle), written at
 import copy
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from rewind.checkpoint import load_tensors, save_tensors
 from rewind.models import architecture
 from rewind.prune import Masks, apply_masks
 from rewind.slim import Removal, removal
+
+if TYPE_CHECKING:
+    import onnx
 
 VALUES, BITS = ":values", ":bits"
 # How a module's sizes follow its weight's shape when layers shrink.
@@ -161,7 +165,7 @@ def load_slim(path: Path) -> tuple[nn.Module, dict[str, dict]]:
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     """The model as an ONNX file with a dynamic batch dimension, in eval mode, via torch's
-    exporter (deterministic: the same model gives the same bytes)."""
+    exporter; the same model gives the same bytes on any machine (see `_without_debug_info`)."""
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *input_shape, device=next(model.parameters()).device)
     try:
@@ -170,7 +174,26 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         )
     except Exception as err:  # the exporter raises many kinds for what it cannot translate
         raise RewindError(f"cannot export the model to ONNX: {' '.join(str(err).split())[:300]}") from None
-    return program.model_proto.SerializeToString()
+    return _without_debug_info(program.model_proto).SerializeToString()
+
+
+def _without_debug_info(proto: "onnx.ModelProto") -> "onnx.ModelProto":
+    """The model without the exporter's debugging metadata: its stack traces name the files of
+    the torch installation (`/home/you/.venv/...`), so the bytes would depend on where the
+    project lives. Names, shapes and weights, everything a runtime reads, stay."""
+    graphs = [proto.graph, *(function for function in proto.functions)]
+    proto.ClearField("metadata_props")
+    for graph in graphs:
+        if hasattr(graph, "metadata_props"):
+            graph.ClearField("metadata_props")
+        for node in graph.node:
+            node.ClearField("metadata_props")
+        for values in ("input", "output", "value_info"):
+            for value in getattr(graph, values, []):
+                value.ClearField("metadata_props")
+        for initializer in getattr(graph, "initializer", []):
+            initializer.ClearField("metadata_props")
+    return proto
 
 
 def _kept(model: nn.Module, removed: Removal) -> dict[str, dict]:

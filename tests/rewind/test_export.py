@@ -1,4 +1,6 @@
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,7 +150,7 @@ def test_slim_mlp_folds_dead_neurons_into_the_next_bias(tmp_path):
 
 
 def test_onnx_holds_the_slimmed_model():
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx.reference import ReferenceEvaluator
 
     model, masks = pruned("mlp", "filter", 0.5)
@@ -159,6 +161,15 @@ def test_onnx_holds_the_slimmed_model():
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), model(x), rtol=0, atol=1e-5)
     assert onnx_bytes(slimmed_model, SHAPES["mlp"]) == onnx_bytes(slimmed_model, SHAPES["mlp"]), "deterministic"
+
+
+def test_onnx_bytes_do_not_depend_on_where_torch_is_installed():
+    """The exporter's stack traces name torch's files (`/somewhere/.venv/...`): a clone elsewhere
+    would write other bytes, and dvc.lock would change. They are stripped."""
+    model, _ = pruned("lenet5", "weight", 0.5)
+    exported = onnx_bytes(model, SHAPES["lenet5"])
+    assert Path(torch.__file__).parent.as_posix().encode() not in exported
+    assert b"stack_trace" not in exported and sys.prefix.encode() not in exported
 
 
 def test_a_file_of_another_kind_is_refused_naming_it(tmp_path):
