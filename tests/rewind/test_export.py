@@ -179,18 +179,3 @@ def test_a_file_of_another_kind_is_refused_naming_it(tmp_path):
         load_compact(tmp_path / "plain.safetensors")
     with pytest.raises(RewindError, match="plain.safetensors: not a slim export"):
         load_slim(tmp_path / "plain.safetensors")
-
-
-def test_a_model_torch_fx_cannot_trace_is_one_line():
-    class Branchy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(4, 2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x) if x.sum() > 0 else -self.fc(x)
-
-    model = Branchy()
-    with pytest.raises(RewindError, match="cannot trace the model") as caught:
-        slim(model, full_masks(model), (4,))
-    assert "\n" not in str(caught.value)

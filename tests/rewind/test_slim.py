@@ -96,7 +96,11 @@ def test_vgg16_slims_every_convolution_but_the_last_one_feeding_the_output():
     assert result.params < sum(p.numel() for p in model.parameters()) / 3
 
 
-def test_a_model_torch_fx_cannot_trace_is_one_line_naming_why():
+@pytest.mark.parametrize("use", ["count", "slim"])
+def test_a_model_torch_fx_cannot_trace_is_one_line_naming_why(use):
+    """Counting (`slimmed`) and physical slimming (`rewind.export.slim`) share one analysis."""
+    from rewind.export import slim
+
     class Branchy(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -107,5 +111,5 @@ def test_a_model_torch_fx_cannot_trace_is_one_line_naming_why():
 
     model = Branchy()
     with pytest.raises(RewindError, match="cannot trace the model to find removable filters") as caught:
-        slimmed(model, full_masks(model), (4,))
+        (slimmed if use == "count" else slim)(model, full_masks(model), (4,))
     assert "\n" not in str(caught.value)
