@@ -38,8 +38,9 @@ test: lint
 flow: setup
 	$(PYTHON) -m pipeline
 
+PREFECT_PORT ?= 4200
 prefect-up: setup
-	$(PYTHON) -m pipeline.serve
+	$(PYTHON) -m pipeline.serve --port $(PREFECT_PORT)
 
 bench: setup
 	$(PYTHON) -m bench

@@ -5,9 +5,12 @@ Values come from DVC (`dvc metrics show` / `dvc metrics diff`), which knows the 
 from dvc.yaml, so the artifact shows what `dvc metrics diff` shows, laid out as a table: one
 row per group (`dense`, `lrr.round3`, …), one column per metric, the change in brackets. The
 report stage's markdown (mean ± std, winners, safe sparsity, sizes, the budget sweep) is
-published beside it as it is, so the UI shows the same tables as reports/report.md.
+published beside it, so the UI shows the same tables as reports/report.md, and its figures:
+embedded as data, since the UI cannot load the report's links to files beside it.
 """
 
+import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
 TABLE_KEY = "rewind-results-table"
 REPORT_KEY = "rewind-report"
 FIRST_COLUMNS = ("sparsity", "accuracy", "loss")
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^():\s]+\.png)\)")  # ![alt](name.png): a file, not a URL
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -82,8 +86,24 @@ def publish(project: Path, heading: str) -> str:
     create_table_artifact(key=TABLE_KEY, table=rows, description="rewind: results per strategy and round, as data")
     report = project / REPORT
     if report.exists():  # absent when the run selected strategies but not the report stage
-        create_markdown_artifact(key=REPORT_KEY, markdown=report.read_text(), description="rewind: reports/report.md")
+        create_markdown_artifact(
+            key=REPORT_KEY,
+            markdown=with_embedded_images(report.read_text(), report.parent),
+            description="rewind: reports/report.md",
+        )
     return text
+
+
+def with_embedded_images(markdown: str, folder: Path) -> str:
+    """The markdown with each linked PNG in `folder` inlined as a data URI (a missing one stays a link)."""
+
+    def embed(link: re.Match) -> str:
+        image = folder / link.group(2)
+        if not image.is_file():
+            return link.group(0)
+        return f"![{link.group(1)}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})"
+
+    return IMAGE_LINK.sub(embed, markdown)
 
 
 def _cell(value: Any, change: Any) -> str:

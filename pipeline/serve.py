@@ -4,10 +4,15 @@ It starts `prefect server start` on 127.0.0.1 (SQLite under PREFECT_HOME, ~/.pre
 default), creates the `process` work pool, registers the deployments of prefect.yaml from the
 project root (`prefect deploy --all`) and runs a worker in the foreground. The cron schedule
 in prefect.yaml then starts the flow nightly; `prefect deployment run rewind/nightly` starts it
-now. Ctrl-C stops the worker and the server. Telemetry is off throughout.
+now. It also creates the automation `rewind-run-failed`, which fires when a run of the deployment
+fails or crashes and sends a notification through a Prefect notification block: a webhook it
+creates for `--notify-url`, or a block of yours named by `--notify-block` (Slack, e-mail, …).
+Ctrl-C stops the worker and the server, even when started with SIGINT ignored (`make … &` in a
+script). Telemetry is off throughout.
 """
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -26,6 +31,9 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 POOL = "rewind-process"
 DEPLOYMENT = "rewind/nightly"
+AUTOMATION = "rewind-run-failed"
+WEBHOOK_BLOCK = "rewind-failure-webhook"
+FAILED_STATES = ("Failed", "Crashed", "TimedOut")
 
 
 def free_port() -> int:
@@ -116,10 +124,83 @@ def register(project: Path, env: dict[str, str]) -> None:
     prefect("deploy", "--all", "--no-prompt", env=env, cwd=project)
 
 
+def notify_on_failure(project: Path, env: dict[str, str], notify_url: str | None, notify_block: str | None) -> str:
+    """Create (or update) the automation that fires when a run of the deployment ends in a failed
+    state; returns what it does, in words. The action sends a notification through `notify_block`
+    ("type/name" of an existing notification block), through a webhook block made for
+    `notify_url`, or, with neither, does nothing beyond recording the automation's event in the UI.
+    """
+    from prefect.automations import Automation, EventTrigger, Posture
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+    from prefect.events.actions import DoNothing, SendNotification
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deployment = json.loads(prefect("deployment", "inspect", DEPLOYMENT, "--output", "json", env=env, cwd=project))
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        if notify_url:
+            block = CustomWebhookNotificationBlock(
+                url=notify_url, json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True
+            )
+            block_id, told = block.save(WEBHOOK_BLOCK, overwrite=True), f"POST to {notify_url}"
+        elif notify_block:
+            block_type, _, name = notify_block.partition("/")
+            try:
+                with get_client(sync_client=True) as client:
+                    block_id = client.read_block_document_by_name(name, block_type).id
+            except ObjectNotFound:
+                raise PipelineError(f"--notify-block {notify_block}: no such block (expected type/name)") from None
+            told = f"notification block {notify_block}"
+        else:
+            block_id, told = None, "an event in the UI only (no --notify-url or --notify-block)"
+        automation = Automation(
+            name=AUTOMATION,
+            description=f"A run of {DEPLOYMENT} failed: {told}",
+            trigger=EventTrigger(
+                expect={f"prefect.flow-run.{state}" for state in FAILED_STATES},
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related={"prefect.resource.id": f"prefect.deployment.{deployment['id']}"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject=f"rewind: run {{{{ flow_run.name }}}} of {DEPLOYMENT} {{{{ flow_run.state.name }}}}",
+                    body="{{ flow_run.state.message }}\n{{ flow_run|ui_url }}",
+                )
+                if block_id
+                else DoNothing()
+            ],
+        )
+        try:
+            automation.id = Automation.read(name=AUTOMATION).id
+        except ValueError:  # none yet
+            automation.create()
+        else:
+            automation.update()
+    return told
+
+
 def worker_command(run_once: bool = False) -> list[str]:
     """The worker for the pool; `--run-once` executes what is due now and exits (tests)."""
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"]
     return [*command, "--run-once"] if run_once else command
+
+
+def run_worker(project: Path, env: dict[str, str]) -> int:
+    """The worker in the foreground until it exits or Ctrl-C, which it gets too (same process group)."""
+    worker = subprocess.Popen(worker_command(), cwd=project, env=env)
+    try:
+        return worker.wait()
+    except KeyboardInterrupt:
+        try:
+            worker.wait(timeout=5)  # Prefect's worker stops on the SIGINT it got beside this one
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,19 +209,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--project", type=Path, default=Path("."), help="the project folder (default: here)")
     parser.add_argument("--server-log", type=Path, help="append the server's output to this file")
+    parser.add_argument("--notify-url", default=os.environ.get("REWIND_NOTIFY_URL"), help="webhook told of failed runs")
+    parser.add_argument("--notify-block", help="notification block told of failed runs, as type/name")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the Prefect server
+    # Ctrl-C must stop everything even when this started with SIGINT ignored (a shell starting
+    # `make prefect-up &` without job control does that); TERM and HUP go through `finally` too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, lambda number, _: sys.exit(128 + number))
     project = args.project.resolve()
     home = Path(os.environ["PREFECT_HOME"]) if "PREFECT_HOME" in os.environ else None
     try:
         with local_server(args.port, home, project, args.server_log) as env:
             register(project, env)
+            told = notify_on_failure(project, env, args.notify_url, args.notify_block)
             print(f"Prefect UI: http://{HOST}:{args.port}  deployment {DEPLOYMENT}, pool {POOL}", flush=True)
+            print(f"On failure: automation {AUTOMATION}: {told}")
             print(f"Run now:    PREFECT_API_URL={env['PREFECT_API_URL']} prefect deployment run {DEPLOYMENT}")
-            try:
-                return subprocess.run(worker_command(), cwd=project, env=env, check=False).returncode
-            except KeyboardInterrupt:
-                return 0
+            sys.stdout.flush()
+            return run_worker(project, env)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """The flow under a real (temporary) Prefect server on a tiny config: the same stages, outputs and
 metrics as `dvc repro`, a results artifact, experiments for overrides, one-line errors."""
 
+import base64
 import json
+import re
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -9,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from pipeline.flow import run_plan
 from pipeline.options import RunOptions, plan_run
-from pipeline.results import ARTIFACT_KEY, REPORT_KEY, TABLE_KEY
+from pipeline.results import ARTIFACT_KEY, REPORT_KEY, TABLE_KEY, with_embedded_images
 from tests.conftest import dvc, run
 from tests.pipeline.conftest import lock_outs, run_flow, stale
 
@@ -61,8 +63,16 @@ def test_results_artifact_has_every_strategy_and_round(flowed):
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[TABLE_KEY])))
         reports = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_KEY])))
     assert artifacts and tables and reports
-    assert reports[-1].data == (project / "reports/report.md").read_text(), "the report's tables, as the UI shows them"
-    assert "| round | sparsity | ft | lrr |" in reports[-1].data
+    report = (project / "reports/report.md").read_text()
+    shown = reports[-1].data
+    assert shown == with_embedded_images(report, project / "reports"), "the report's tables, as the UI shows them"
+    assert "| round | sparsity | ft | lrr |" in shown
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", shown)
+    assert len(figures) == len(re.findall(r"!\[", report)) >= 2
+    for uri, name in zip(figures, re.findall(r"!\[[^\]]*\]\(([^)]*)\)", report), strict=True):
+        prefix = "data:image/png;base64,"
+        assert uri.startswith(prefix), f"{name} is still a link the UI cannot load"
+        assert base64.b64decode(uri.removeprefix(prefix)) == (project / "reports" / name).read_bytes()
     text = artifacts[-1].data
     metrics = json.loads((project / "results/metrics.json").read_text())
     for group in ("dense", "ft.round0", "lrr.round0"):
