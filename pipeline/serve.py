@@ -141,7 +141,7 @@ def notify_on_failure(project: Path, env: dict[str, str], notify_url: str | None
     with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
         if notify_url:
             block = CustomWebhookNotificationBlock(
-                url=notify_url, json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True
+                name="rewind", url=notify_url, json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True
             )
             block_id, told = block.save(WEBHOOK_BLOCK, overwrite=True), f"POST to {notify_url}"
         elif notify_block:

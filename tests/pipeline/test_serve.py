@@ -104,13 +104,15 @@ def test_scheduled_deployment_runs_an_override_as_an_experiment(served):
 
 def test_a_failed_run_fires_the_failure_automation(served):
     project, env, hook = served
-    automations = json.loads(prefect("automation", "inspect", AUTOMATION, "--json", env=env, cwd=project))
-    assert automations["name"] == AUTOMATION, "one automation of that name"
-    flow_run = work_once(project, env, start_run(project, env, {"strategies": ["no-such-strategy"]}))
+    automations = httpx.post(f"{env['PREFECT_API_URL']}/automations/filter", json={}, timeout=10).json()
+    assert [automation["name"] for automation in automations] == [AUTOMATION], "made twice, kept once"
+    flow_run_id = start_run(project, env, {"strategies": ["no-such-strategy"]})
+    flow_run = work_once(project, env, flow_run_id)
     assert flow_run["state_type"] == "FAILED", flow_run["worker_output"]
     posted = hook.received.get(timeout=90)  # the server's triggers and actions services fire it
     assert f"rewind: run {flow_run['name']} of {DEPLOYMENT} Failed" in posted["text"]
     assert "no-such-strategy" in posted["text"], "the failure's message is in the notification"
+    assert f"/runs/flow-run/{flow_run_id}" in posted["text"], "a link to the run in the UI"
     assert hook.received.empty(), "one notification per failed run"
 
 
