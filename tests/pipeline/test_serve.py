@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.results import REPORT_KEY
 from pipeline.serve import (
     AUTOMATION,
     DEPLOYMENT,
@@ -28,6 +29,7 @@ from pipeline.serve import (
     register,
     worker_command,
 )
+from tests.browser import open_page
 from tests.conftest import ROOT, dvc, run
 from tests.pipeline.conftest import stale
 
@@ -171,3 +173,29 @@ def _processes_with(variable: str) -> dict[int, str]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
+    """In Prefect's own UI, in Chromium: the report artifact's tables and every figure drawn."""
+    project, env, _ = served
+    flow_run = work_once(project, env, start_run(project, env))
+    assert flow_run["state_type"] == "COMPLETED", flow_run["worker_output"]
+    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    figures = "[...document.querySelectorAll('img')].filter(i => i.src.startsWith('data:image/png'))"
+    page = open_page(
+        f"{ui}/artifacts/key/{REPORT_KEY}",
+        tmp_path / "artifact.png",
+        ready_js=f"{figures}.length >= 2 && {figures}.every(i => i.complete)",
+        evaluate={
+            "figures": f"{figures}.length",
+            "drawn": f"{figures}.filter(i => i.naturalWidth > 100 && i.naturalHeight > 100).length",
+            "broken": "[...document.querySelectorAll('img')].filter(i => i.complete && !i.naturalWidth).length",
+            "table": "!!document.querySelector('table')",
+        },
+        timeout=60,
+    )
+    report = (project / "reports/report.md").read_text()
+    assert page.facts["figures"] == report.count("![") >= 2
+    assert page.facts["drawn"] == page.facts["figures"], "every figure decoded and drawn"
+    assert page.facts["broken"] == 0
+    assert page.facts["table"], "the report's tables render as tables"
