@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -81,6 +82,23 @@ def run(project: Path, *args: str, env: dict[str, str] | None = None) -> subproc
     return subprocess.run(command, cwd=project, env=env or stage_env(), capture_output=True, text=True, check=False)
 
 
+def streamed(
+    project: Path, *args: str, on_line: Callable[[str], None], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`run`, with stdout and stderr as one stream handed to `on_line` line by line as DVC and the
+    stage print them, so a long stage can be watched while it runs; all of it is kept too (in
+    `stdout`, in the order printed), to tell what happened once it ends."""
+    command = [sys.executable, "-m", "pipeline.dvc_cli", *args]
+    lines = []
+    with subprocess.Popen(
+        command, cwd=project, env=env or stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        for line in process.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+    return subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
+
+
 def output(project: Path, *args: str) -> str:
     """The stdout of a DVC command that must succeed; a failure is one PipelineError line with DVC's first error."""
     result = run(project, *args)
@@ -105,9 +123,10 @@ def metrics(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return json_output(project, "metrics", "show"), json_output(project, "metrics", "diff")
 
 
-def repro(project: Path, stage: str) -> Reproduced:
-    """`dvc repro -s stage`: what DVC did, or StageFailed (TransientStageFailure when a retry may pass)."""
-    result = run(project, "repro", "--single-item", stage, env=parallel_stage_env())
+def repro(project: Path, stage: str, on_line: Callable[[str], None] = lambda _: None) -> Reproduced:
+    """`dvc repro -s stage`: what DVC did, or StageFailed (TransientStageFailure when a retry may
+    pass). Each line DVC and the stage print goes to `on_line` as it comes (see `streamed`)."""
+    result = streamed(project, "repro", "--single-item", stage, on_line=on_line, env=parallel_stage_env())
     if result.returncode != 0:
         raise failure_of(stage, result)
     return Reproduced(outcome_of(stage, result.stdout), _printed(result))

@@ -9,7 +9,6 @@ strategy that rewinds to iteration 4701 sees the very batches the dense run saw 
 """
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -24,8 +23,6 @@ from rewind import RewindError
 from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,10 +94,13 @@ def train(
     momentum: dict[str, torch.Tensor] | None = None,
     checkpoint_steps: Collection[int] = (),
     on_checkpoint: StepCallback | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[EpochRecord]:
     """Train for len(rates) steps from `start_step`, step i at rate rates[i], keeping pruned
     weights at zero; `on_epoch` after each epoch's steps, `on_checkpoint` after each step in
-    `checkpoint_steps` (counted from the dense run's start, like `start_step`).
+    `checkpoint_steps` (counted from the dense run's start, like `start_step`), `on_step` after
+    every step with the steps done so far, counted the same way (for a progress display: it gets
+    no loss, since reading one would make the device wait for every step).
 
     Momentum starts fresh, or from `momentum` (restored from a checkpoint; its pruned entries are
     zeroed), unless `resume` continues an interrupted run: then the model must hold the weights
@@ -121,6 +121,8 @@ def train(
     def after_step(at: int) -> None:
         if on_checkpoint is not None and at in checkpoint_steps:
             on_checkpoint(at, model, optimizer)
+        if on_step is not None:
+            on_step(at)
 
     while step < stop:
         epoch = step // per_epoch
@@ -143,9 +145,6 @@ def train(
             )
         record = EpochRecord(epoch, rate, loss, accuracy, last - step, time.perf_counter() - started)
         history.append(record)
-        log.info(
-            "epoch %d (steps %d-%d)  lr %.4g  loss %.4f  train acc %.4f", epoch + 1, step, last, rate, loss, accuracy
-        )
         step = last
         if on_epoch is not None:
             on_epoch(record, model, optimizer)

@@ -12,6 +12,7 @@ from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage, strategy_round_arguments
 from stages.shared.files import load_dataset, load_masks, new_model, write_json, write_timing
 from stages.shared.params import Params
+from stages.shared.progress import Watch
 from stages.shared.resumable import finish
 from stages.shared.rounds import retrain
 from stages.shared.training import train_log
@@ -28,11 +29,12 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
     data = load_dataset(device_for(params))
     architecture = new_model(params, data, seed=0)  # to check the masks against
     results, compute = {}, 0.0
-    for seed in params.seeds:
+    for number, seed in enumerate(params.seeds, start=1):
         mask_file = layout.mask(masks_from, seed)
         masks = load_masks(mask_file, architecture, params.prune.exclude)
         compute_started = time.perf_counter()
-        with labelled(f"{args.strategy} round {args.round} seed {seed}"):
+        label = f"{args.strategy} round {args.round} seed {seed}"
+        with labelled(label):
             results[seed] = retrain(
                 params,
                 data,
@@ -43,6 +45,7 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
                 seed,
                 args.round,
                 f"{stage}/seed-{seed}",
+                Watch(label, number, len(params.seeds), layout.live(out, seed)),
             )
         compute += time.perf_counter() - compute_started
         log.info(

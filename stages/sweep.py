@@ -18,6 +18,7 @@ from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
 from stages.shared.files import checked_weights, load_dataset, load_masks, new_model, write_json, write_timing
 from stages.shared.params import Params
+from stages.shared.progress import Watch
 from stages.shared.resumable import finish
 from stages.shared.rounds import next_masks, retrain
 
@@ -35,6 +36,8 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     strategies = {budget: dataclasses.replace(base, budget=Duration.parse(budget)) for budget in params.sweep.budgets}
     accuracies: dict[tuple[int, float], list[float]] = {}
     val_accuracies: dict[tuple[int, float], list[float]] = {}
+    runs = len(params.sweep.sparsities) * len(params.seeds) * len(strategies)
+    number = 0
     for sparsity in params.sweep.sparsities:
         for seed in params.seeds:
             dense_model, dense_mask = layout.model(layout.DENSE, seed), layout.mask(layout.DENSE, seed)
@@ -43,9 +46,14 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
                 params, args.strategy, weights, load_masks(dense_mask, architecture), 1.0 - sparsity, seed
             )
             for budget, strategy in strategies.items():
-                with labelled(f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"):
+                number += 1
+                label = f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"
+                with labelled(label):
                     key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
-                    model, _, _ = retrain(params, data, strategy, layout.DENSE, masks, [dense_mask], seed, 0, key)
+                    watch = Watch(label, number, runs)  # no curves: the sweep's result is accuracy per budget
+                    model, _, _ = retrain(
+                        params, data, strategy, layout.DENSE, masks, [dense_mask], seed, 0, key, watch
+                    )
                 accuracies.setdefault((budget, sparsity), []).append(
                     evaluate(model, masks, data.x_test, data.y_test).accuracy
                 )

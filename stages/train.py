@@ -1,5 +1,5 @@
 """Stage `train`: the dense network for every seed, with its weights and momentum saved after
-every epoch (the rewind points), its per-epoch curves logged with dvclive.
+every epoch (the rewind points), its per-epoch curves logged with dvclive as each epoch ends.
 
 Every seed trains first, its rewind points kept in the scratch folder as it goes; only then are
 the outputs written, the rewind points linked from scratch. A kill anywhere (in a seed, between
@@ -24,6 +24,7 @@ from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
 from stages.shared.files import load_dataset, new_model, place_for_training, write_json, write_timing
 from stages.shared.params import Params
+from stages.shared.progress import Watch
 from stages.shared.resumable import fingerprint_of, finish, publish, scratch_dir, train_resumably
 from stages.shared.training import batch_options, sgd, train_log
 
@@ -43,9 +44,11 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data = load_dataset(device_for(params))
     runs, compute_started = {}, time.perf_counter()
-    for seed in params.seeds:
-        with labelled(f"dense seed {seed}"):
-            runs[seed] = train_seed(params, data, seed)
+    for number, seed in enumerate(params.seeds, start=1):
+        label = f"dense seed {seed}"
+        with labelled(label):
+            watch = Watch(label, number, len(params.seeds), layout.live(layout.DENSE, seed))
+            runs[seed] = train_seed(params, data, seed, watch)
     compute = time.perf_counter() - compute_started
     for seed, run in runs.items():
         publish(run.checkpoints, layout.checkpoint(seed, 0).parent)
@@ -53,12 +56,11 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
         save_tensors(layout.momentum(layout.DENSE, seed), run.momentum)
         save_tensors(layout.mask(layout.DENSE, seed), run.masks)
         write_json(layout.history(layout.DENSE, seed), train_log(run.history))
-        log_curves(seed, run.history)
     write_timing(STAGE, compute, started)
     finish(STAGE)
 
 
-def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
+def train_seed(params: Params, data: Dataset, seed: int, watch: Watch) -> DenseRun:
     """One seed's dense run, resumed from scratch if an earlier one was killed."""
     device = data.x_train.device
     model = place_for_training(new_model(params, data, seed), params, device)
@@ -81,6 +83,7 @@ def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
     history, final_momentum = train_resumably(
         run,
         fingerprint_of(params, [layout.DATASET], seed),
+        watch,
         model,
         data,
         schedule.rates(0, schedule.total_steps),
@@ -95,18 +98,6 @@ def train_seed(params: Params, data: Dataset, seed: int) -> DenseRun:
     )
     log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
     return DenseRun(model.state_dict(), final_momentum, masks, history, [f for pair in files.values() for f in pair])
-
-
-def log_curves(seed: int, history: list[EpochRecord]) -> None:
-    """Dense training curves in dvclive's format, so `dvc plots` can show and diff them."""
-    from dvclive import Live
-
-    with Live(str(layout.LIVE / f"seed-{seed}"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        for record in history:
-            live.log_metric("train_loss", record.train_loss, plot=True)
-            live.log_metric("train_accuracy", record.train_accuracy, plot=True)
-            live.log_metric("lr", record.lr, plot=True)
-            live.next_step()
 
 
 if __name__ == "__main__":

@@ -77,6 +77,24 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     assert (path / "reports/budget.csv").read_text().splitlines()[0] == "sparsity,budget,ft,lrr"
 
 
+def test_every_training_run_has_its_live_curves_and_dvc_plots_shows_them(project):
+    """dvclive curves of the dense run and of every retraining, one row per epoch trained; the
+    plots of dvc.yaml, templated on params (first seed, last round), all found."""
+    path, _ = project
+    runs = [path / "runs/dense"] + [path / f"runs/{s}/round-{r}" for s in STRATEGIES + CONTROLS for r in ROUNDS]
+    for run_dir in runs:
+        for seed in (0, 1):
+            epochs = json.loads((run_dir / f"history/seed-{seed}.json").read_text())["epochs"]
+            loss = (run_dir / f"live/seed-{seed}/plots/metrics/train_loss.tsv").read_text().splitlines()
+            assert [float(row.split("\t")[1]) for row in loss[1:]] == [e["train_loss"] for e in epochs], run_dir
+    shown = json.loads(dvc("plots", "show", "--json", cwd=path).stdout)
+    assert "errors" not in shown
+    files = {
+        point["filename"] for point in shown["data"]["retraining loss, last round"][0]["content"]["data"]["values"]
+    }
+    assert files == {f"{s}/round-1/live/seed-0/plots/metrics/train_loss.tsv" for s in STRATEGIES}  # DVC drops runs/
+
+
 def test_a_control_retrains_on_its_reference_masks_byte_for_byte_in_every_round(project):
     """reinit is "the same mask, fresh weights": lrr's masks in round 0 and in round 1 (where a
     chain of its own would have pruned its own retrained network), with weights of its own."""
@@ -123,8 +141,9 @@ def test_one_round_reruns_on_its_own_with_identical_results(project):
     output = dvc("repro", "-f", "-s", "--no-run-cache", "retrain@lrr-round1", cwd=path).stdout
     assert ran(output) == {"retrain@lrr-round1"}
     after = yaml.safe_load((path / "dvc.lock").read_text())["stages"]["retrain@lrr-round1"]
-    models = next(o for o in after["outs"] if o["path"].endswith("/models"))
-    assert models in before["outs"], "same params and seeds must give the same weights, bit for bit"
+    for kind in ("models", "live"):
+        out = next(o for o in after["outs"] if o["path"].endswith(f"/{kind}"))
+        assert out in before["outs"], f"same params and seeds must give the same {kind}, bit for bit"
 
 
 def test_one_strategy_knob_marks_only_that_strategy_stale(project):

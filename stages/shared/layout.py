@@ -16,7 +16,6 @@ DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")
 DENSE = RUNS / "dense"
 CHECKPOINTS = DENSE / "checkpoints"
-LIVE = DENSE / "live"
 TIMINGS = Path(".rewind/timings")
 METRICS = Path("results/metrics.json")
 EVALUATIONS = Path("results/evaluations.json")
@@ -47,6 +46,11 @@ def momentum(point: Path, seed: int) -> Path:
 def history(point: Path, seed: int) -> Path:
     """Per-epoch rate, loss and train accuracy of the training that produced the point's model."""
     return point / "history" / f"seed-{seed}.json"
+
+
+def live(point: Path, seed: int) -> Path:
+    """The per-epoch curves, in dvclive's format, of the training that produced the point's model."""
+    return point / "live" / f"seed-{seed}"
 
 
 def checkpoint(seed: int, epoch: int) -> Path:

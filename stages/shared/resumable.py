@@ -31,8 +31,19 @@ from rewind.data import Dataset
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
 from rewind.strategies import State
-from rewind.train import SGD, Augment, EpochCallback, EpochRecord, Precision, Resume, StepCallback, train
+from rewind.train import (
+    SGD,
+    Augment,
+    EpochCallback,
+    EpochRecord,
+    Precision,
+    Resume,
+    StepCallback,
+    steps_per_epoch,
+    train,
+)
 from stages.shared.params import Params
+from stages.shared.progress import Watch
 
 log = logging.getLogger("rewind")
 
@@ -57,6 +68,7 @@ def fingerprint_of(params: Params, inputs: Sequence[Path], seed: int) -> str:
 def train_resumably(
     scratch: str,
     fingerprint: str,
+    watch: Watch,
     model: nn.Module,
     data: Dataset,
     rates: Sequence[float],
@@ -78,7 +90,8 @@ def train_resumably(
 
     Starting afresh empties that folder first, so nothing of another run (rewind points of other
     params, say) can leak into this one; `on_fresh_start` then sees the untrained model, and
-    training starts from `momentum` (None: fresh)."""
+    training starts from `momentum` (None: fresh). `watch` shows the run as it trains, and
+    logs its curves, resumed epochs included."""
     folder = scratch_dir(scratch)
     history: list[EpochRecord] = []
     resume = None
@@ -101,23 +114,29 @@ def train_resumably(
         if on_epoch is not None:
             on_epoch(epoch, trained, optimizer)
         _save_progress(folder / PROGRESS, fingerprint, trained, final_momentum, history)
+        watch.epoch(epoch)
 
-    train(
-        model,
-        data,
-        rates,
-        masks,
-        sgd,
-        seed,
-        start_step=start_step,
-        on_epoch=record,
-        resume=resume,
-        augment=augment,
-        precision=precision,
-        momentum=momentum,
-        checkpoint_steps=checkpoint_steps,
-        on_checkpoint=on_checkpoint,
-    )
+    watch.start(history, range(start_step, start_step + len(rates)), steps_per_epoch(len(data.y_train), sgd.batch_size))
+    try:
+        train(
+            model,
+            data,
+            rates,
+            masks,
+            sgd,
+            seed,
+            start_step=start_step,
+            on_epoch=record,
+            resume=resume,
+            augment=augment,
+            precision=precision,
+            momentum=momentum,
+            checkpoint_steps=checkpoint_steps,
+            on_checkpoint=on_checkpoint,
+            on_step=watch.on_step,
+        )
+    finally:
+        watch.close()
     return history, final_momentum
 
 

@@ -14,6 +14,7 @@ from stages.shared import layout
 from stages.shared.files import checked_momentum, checked_weights, new_model, place_for_training
 from stages.shared.layout import rewind_point
 from stages.shared.params import Params
+from stages.shared.progress import Watch
 from stages.shared.resumable import fingerprint_of, train_resumably
 from stages.shared.training import batch_options, sgd
 
@@ -52,9 +53,11 @@ def retrain(
     seed: int,
     round_id: int,
     scratch: str,
+    watch: Watch,
 ) -> tuple[nn.Module, list[EpochRecord], State]:
     """One seed's retraining: start weights, momentum and rates from the strategy, resumable if
-    killed. Returns the retrained model, its epochs and its momentum at the end.
+    killed, shown by `watch` as it trains. Returns the retrained model, its epochs and its
+    momentum at the end.
 
     `start` is the point the round starts from (its model is the "final" weights); the dense
     rewind points and a fresh initialisation are the other possible sources. `masks` are checked
@@ -89,6 +92,7 @@ def retrain(
     history, final_momentum = train_resumably(
         scratch,
         fingerprint_of(params, inputs, seed),
+        watch,
         model,
         data,
         plan.rates,

@@ -28,6 +28,8 @@ stages:
     cmd: 'echo "error: no luck" >&2; exit 3'
   suicide:
     cmd: kill -9 $PPID
+  waiting:
+    cmd: 'echo started; for i in $(seq 200); do [ -f go ] && break; sleep 0.05; done; [ -f go ] && echo done'
 """
 
 
@@ -51,8 +53,24 @@ def test_two_stages_run_at_once_in_their_project_with_the_callers_environment(re
         hello, bye = pool.map(lambda stage: dvc_cli.repro(repo, stage), ["hello", "bye"])
     assert hello.outcome == bye.outcome == "ran", (hello, bye)
     assert (repo / "hello.txt").read_text() == "hello from the flow\n"
-    assert dvc_cli.status(repo) == {"failing", "suicide"}
+    assert dvc_cli.status(repo) == {"failing", "suicide", "waiting"}
     assert dvc_cli.repro(repo, "hello").outcome == "up to date"
+
+
+def test_a_stage_prints_to_the_caller_while_it_runs(repo):
+    """The stage waits for a file that the caller writes only once it has read the stage's first
+    line: output delivered at the end would leave it waiting until it fails."""
+    seen = []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        if line == "started":
+            (repo / "go").touch()
+
+    done = dvc_cli.repro(repo, "waiting", on_line=on_line)
+    assert done.outcome == "ran"
+    assert seen.index("started") < seen.index("done")
+    assert "\n".join(seen) == done.output, "every line, in the order printed, kept whole"
 
 
 def test_a_failed_stage_is_its_own_error_line_and_keeps_dvc_output(repo):

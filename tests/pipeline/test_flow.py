@@ -7,11 +7,21 @@ import re
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    ArtifactFilterTaskRunId,
+    LogFilter,
+    LogFilterTaskRunId,
+    TaskRunFilter,
+    TaskRunFilterName,
+)
+from prefect.client.schemas.sorting import LogSort
 
 from pipeline.flow import run_plan
 from pipeline.options import RunOptions, plan_run
 from pipeline.results import ARTIFACT_KEY, REPORT_KEY, TABLE_KEY, with_embedded_images
+from stages.shared.progress import EPOCH_PATTERN
 from tests.conftest import dvc, run
 from tests.pipeline.conftest import lock_outs, run_flow, stale
 
@@ -54,6 +64,26 @@ def test_independent_branches_run_at_the_same_time(flowed):
     _, _, _, spans = flowed
     (ft_start, ft_end), (lrr_start, lrr_end) = spans["prune@ft-round0"], spans["prune@lrr-round0"]
     assert max(ft_start, lrr_start) < min(ft_end, lrr_end)
+
+
+def test_a_stage_log_shows_its_epochs_while_it_runs_and_a_progress_artifact_follows_them(flowed):
+    """The train stage's task log has an epoch line per seed and epoch, each its own record,
+    logged before DVC recorded the finished stage in dvc.lock (so while the stage ran)."""
+    _, _, _, spans = flowed
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train"])))
+        train = next(r for r in runs if r.start_time.timestamp() == spans["train"][0])  # this flow run's
+        logs = client.read_logs(
+            log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[train.id])), sort=LogSort.TIMESTAMP_ASC
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[train.id]))
+        )
+    epochs = [log for log in logs if EPOCH_PATTERN.search(log.message)]
+    assert len(epochs) == 2 * 4, "flow_params: 2 seeds of 4 epochs"
+    locked = next(log for log in logs if "lock file 'dvc.lock'" in log.message)
+    assert epochs[-1].timestamp < locked.timestamp < train.end_time
+    assert [(a.type, a.data) for a in artifacts] == [("progress", 100.0)]
 
 
 def test_results_artifact_has_every_strategy_and_round(flowed):

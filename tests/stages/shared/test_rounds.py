@@ -41,6 +41,7 @@ from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.files import load_dataset, new_model
 from stages.shared.params import load_params
+from stages.shared.progress import Watch
 from stages.shared.rounds import retrain
 
 momentum, seed = sys.argv[1], int(sys.argv[3])
@@ -49,7 +50,7 @@ params = load_params()
 data = load_dataset(device_for(params))
 wr = Strategy("wr", "rewind", "replay", budget, momentum)
 masks = full_masks(new_model(params, data, seed))
-model, history, _ = retrain(params, data, wr, layout.DENSE, masks, [], seed, 0, "test-" + momentum)
+model, history, _ = retrain(params, data, wr, layout.DENSE, masks, [], seed, 0, "test-" + momentum, Watch("wr", 1, 1))
 schedule = params.train.lr_schedule(11)
 total = schedule.total_steps
 assert sum(r.steps for r in history) == budget.steps(11)
