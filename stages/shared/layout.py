@@ -8,9 +8,10 @@ The dense run and every pruning round are "points": a folder with `models/`, `ma
 import os
 from pathlib import Path
 
-# What a copy of the project needs to run the pipeline (besides its params.yaml): the benchmark
+# What a copy of the project needs to run the pipeline and show its plots (besides its
+# params.yaml and .dvc/config, whose plots.html_template names plots/template.html): the benchmark
 # and the tests make such copies.
-PROJECT_FILES = ("rewind", "stages", "pipeline", "plugins", "paper", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("rewind", "stages", "pipeline", "plugins", "paper", "plots", "dvc.yaml", ".dvcignore", ".gitignore")
 PARAMS_OK = Path("results/params.ok")
 DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")
