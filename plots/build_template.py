@@ -66,7 +66,8 @@ def licence_text(modules: Path, lock: dict) -> str:
         files = sorted(p for p in folder.glob("*") if p.name.upper().startswith(("LICENSE", "LICENCE", "COPYING")))
         body = "\n".join(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)
         name = key.removeprefix("node_modules/")
-        parts.append(f"{name}@{entry['version']} ({entry.get('license', 'see below')})\n\n{body or '(no licence file)'}")
+        kind = entry.get("license", "see below")
+        parts.append(f"{name}@{entry['version']} ({kind})\n\n{body or '(no licence file)'}")
     return ("\n\n" + "=" * 78 + "\n\n").join(parts) + "\n"
 
 
@@ -82,9 +83,9 @@ def build() -> None:
         scripts = "\n".join(inline_script((modules / b).read_text(encoding="utf-8"), b) for b in BUNDLES)
         page = PAGE.replace("{versions}", versions).replace("{scripts}", scripts)
         for placeholder in ("{scripts}", "{plot_divs}", "{refresh_tag}"):  # DVC replaces each everywhere
-            expected = 0 if placeholder == "{scripts}" else 1
-            if page.count(placeholder) != expected:
-                raise SystemExit(f"template: {placeholder} appears {page.count(placeholder)} times, expected {expected}")
+            found, expected = page.count(placeholder), 0 if placeholder == "{scripts}" else 1
+            if found != expected:
+                raise SystemExit(f"template: {placeholder} appears {found} times, expected {expected}")
         TEMPLATE.write_text(page, encoding="utf-8")
         LICENSES.write_text(licence_text(modules, lock), encoding="utf-8")
     print(f"wrote {TEMPLATE} ({TEMPLATE.stat().st_size:,} bytes) and {LICENSES}: {versions}")
