@@ -17,12 +17,18 @@ pytestmark = pytest.mark.slow
 SCREENSHOT_COPY = Path("/tmp/rewind-plots-screenshot.png")  # a fixed place to look at the last one
 CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 VEGA_DIVS = "[...document.querySelectorAll('div.vega-embed')]"  # the class vegaEmbed gives a div it drew in
-# Pixels a chart's canvas has drawn (vega leaves the background transparent): axes, labels, lines.
-INKED = """(c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })"""
-DRAWN = (  # per chart: inked pixels of its canvas, or marks of its SVG (vega-embed's renderer option)
+# A chart's coloured pixels on its canvas: its marks (lines, points, legend symbols) are coloured,
+# while vega's background is white and its axes, grid and labels grey, so an empty chart has ~0.
+COLOURED = """(c => { if (!c.width || !c.height) return 0;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 60) n++;
+  }
+  return n; })"""
+DRAWN = (  # per chart: coloured pixels of its canvas, or mark paths of its SVG (vega-embed's renderer option)
     f"{VEGA_DIVS}.map(d => d.querySelector('canvas, svg'))"
-    f".map(c => !c ? 0 : c.tagName === 'svg' ? c.querySelectorAll('path').length * 1000 : {INKED}(c))"
+    f".map(c => !c ? 0 : c.tagName === 'svg' ? c.querySelectorAll('.role-mark path').length * 1000 : {COLOURED}(c))"
 )
 IMAGES = "[...document.images].map(i => i.complete ? i.naturalWidth : 0)"
 
@@ -46,11 +52,13 @@ def test_dvc_plots_show_draws_every_plot_offline_in_chromium(reproduced, tmp_pat
             "fetched": "performance.getEntriesByType('resource').map(e => e.name)",
         },
         offline=True,
+        timeout=90,  # the two cores are shared with the other test worker
     )
     shutil.copyfile(page.screenshot, SCREENSHOT_COPY)
     print(f"screenshot: {page.screenshot} (copied to {SCREENSHOT_COPY})", file=sys.stderr)
     # dvc.yaml's three vega plots (accuracy vs sparsity, vs budget, dense training loss), each
-    # drawn, and the report's three PNGs as image plots, each loaded
+    # drawn (a chart without data has no coloured pixel; these have thousands), and the report's
+    # three PNGs as image plots, each loaded
     assert charts == len(page.facts["drawn"]) == 3 and min(page.facts["drawn"]) > 500, page.facts
     assert len(page.facts["images"]) == 3 and min(page.facts["images"]) > 0, page.facts
     assert page.facts["vega"] == "5.20.2", "the vendored vega, DVC's version"
