@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint browser
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,17 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-test: lint
+test: lint browser
 	pytest
+
+# The browser test (tests/test_plots_browser.py) opens `dvc plots show`'s HTML in Debian's
+# chromium through chromedriver. Installed once (as root; skipped when both are there); apt's
+# lists are refreshed only when the packages are not found in them.
+APT_BROWSER := apt-get install -y --no-install-recommends chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make browser: chromium and chromedriver missing; as root run: $(APT_BROWSER)" >&2; exit 1; fi; \
+	$(APT_BROWSER) || { apt-get update && $(APT_BROWSER); }
 
 # Prefect (pipeline/): run the flow once; serve the scheduled deployment. Benchmarks (bench/):
 # every figure (`python -m bench --quick`: a smoke run), or the flow against `dvc repro` alone.

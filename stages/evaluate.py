@@ -2,9 +2,10 @@
 every round, for every seed, and accuracy and loss on the validation split (what the report
 chooses on).
 
-Two files: `results/evaluations.json` with every seed's numbers, and the metrics file
-`results/metrics.json` with their mean and standard deviation under stable keys, dense → values
-and strategy → round<k> → values, so `dvc metrics diff` lines up across commits and experiments.
+Two files: `results/evaluations.json` with every seed's numbers, and `results/metrics.json` with
+their mean and standard deviation, dense → values and strategy → round<k> → values. Neither is a
+DVC metric: hundreds of values bury the answer in `dvc exp show`; the report stage writes the
+headline metric (results/headline.json) from these.
 """
 
 import argparse

@@ -1,5 +1,6 @@
 """Stage `report`: the comparison people read — tables with mean ± std over seeds, the derived
-answers (winner per sparsity, safe sparsity, size and FLOPs), CSVs for `dvc plots`, and PNGs."""
+answers (winner per sparsity, safe sparsity, size and FLOPs), CSVs for `dvc plots`, and PNGs —
+and the headline metrics, the few numbers `dvc exp show`, `dvc metrics diff` and VS Code show."""
 
 import argparse
 import dataclasses
@@ -13,7 +14,7 @@ from rewind.stats import Difference, Summary, paired_difference, safe_sparsity, 
 from rewind.strategies import resolve
 from stages.shared import layout
 from stages.shared.entry import run_stage
-from stages.shared.files import dataset_steps_per_epoch
+from stages.shared.files import dataset_steps_per_epoch, json_bytes
 from stages.shared.params import Params
 
 
@@ -183,22 +184,39 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
     return "\n".join(lines)
 
 
+def paper_claim(params: Params, rounds: dict) -> dict[str, Difference] | None:
+    """wr - ft and lrr - ft at the highest sparsity, paired by seed: what the paper's finding is
+    judged on; None when ft, wr or lrr is not compared."""
+    if not {"ft", "wr", "lrr"} <= set(params.retrained):
+        return None
+    last = params.rounds[-1].id
+    return {s: paired_difference(rounds[s][last], rounds["ft"][last]) for s in ("wr", "lrr")}
+
+
+def claim_holds(gains: dict[str, Difference]) -> bool | None:
+    """Whether both intervals lie above zero; None with one seed (no interval, no verdict)."""
+    if any(gain.n < 2 for gain in gains.values()):
+        return None
+    return all(gain.low > 0 for gain in gains.values())
+
+
 def headline(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
     """The paper's claim, checked at the highest sparsity: both rewinding strategies beat ft, each
     by a paired 95% interval that excludes zero."""
-    if not {"ft", "wr", "lrr"} <= set(params.retrained):
+    gains = paper_claim(params, rounds)
+    if gains is None:
         return "The paper's claim needs ft, wr and lrr in `compare`; it is not checked here."
     last = params.rounds[-1].id
     ft, wr, lrr = (rounds[s][last] for s in ("ft", "wr", "lrr"))
-    gains = {s: paired_difference(rounds[s][last], ft) for s in ("wr", "lrr")}
     where = f"At the highest sparsity ({100 * sparsity[last]:.2f}%)"
     numbers = f"ft {cell(ft)}, wr {cell(wr)}, lrr {cell(lrr)}"
-    if ft.n < 2:
+    holds = claim_holds(gains)
+    if holds is None:
         return (
             f"{where}, the paper's finding — both rewinding strategies above fine-tuning — cannot be judged: "
             f"one seed gives no confidence interval ({numbers}). Add seeds to `seeds`."
         )
-    verdict = "**holds**" if all(gain.low > 0 for gain in gains.values()) else "**is not supported**"
+    verdict = "**holds**" if holds else "**is not supported**"
     return (
         f"{where}, the paper's finding — both rewinding strategies above fine-tuning — {verdict}: "
         f"wr − ft {difference_cell(gains['wr'])}, lrr − ft {difference_cell(gains['lrr'])} points "
@@ -207,10 +225,51 @@ def headline(params: Params, rounds: dict, sparsity: dict[int, float]) -> str:
     )
 
 
+def safe_sparsities(
+    params: Params, rounds: dict, sparsity: dict[int, float], dense: Summary
+) -> dict[str, float | None]:
+    """Per strategy, the highest sparsity within one std of dense (None: none is)."""
+    return {
+        s: safe_sparsity([(sparsity[k], summary) for k, summary in rounds[s].items()], dense) for s in params.retrained
+    }
+
+
+def headline_metrics(params: Params, rounds: dict, sparsity: dict[int, float], dense: Summary) -> dict:
+    """The DVC metric: the few numbers that answer the question, under keys that depend on the
+    strategies and round count only, so `dvc metrics diff` and `dvc exp show` line up across
+    experiments that change values: `dense.accuracy`, `<strategy>.accuracy.round<k>` (test, mean
+    over seeds), `<strategy>.safe_sparsity`, and the paper's claim at the highest sparsity
+    (`verdict.sparsity`, `verdict.{wr,lrr}_minus_ft.{mean,low,high}`, `verdict.holds`). Fractions,
+    as in results/metrics.json; null where the report says "none" or "cannot be judged". Every
+    other value stays in results/metrics.json and results/evaluations.json."""
+    safe = safe_sparsities(params, rounds, sparsity, dense)
+    metrics: dict = {"dense": {"accuracy": dense.mean}} | {
+        s: {
+            "accuracy": {f"round{spec.id}": rounds[s][spec.id].mean for spec in params.rounds},
+            "safe_sparsity": safe[s],
+        }
+        for s in params.retrained
+    }
+    gains = paper_claim(params, rounds)
+    if gains is not None:
+        holds = claim_holds(gains)
+
+        def interval(gain: Difference) -> dict[str, float | None]:
+            judged = holds is not None
+            return {"mean": gain.mean, "low": gain.low if judged else None, "high": gain.high if judged else None}
+
+        metrics["verdict"] = {
+            "sparsity": sparsity[params.rounds[-1].id],
+            "wr_minus_ft": interval(gains["wr"]),
+            "lrr_minus_ft": interval(gains["lrr"]),
+            "holds": holds,
+        }
+    return metrics
+
+
 def safe_table(params: Params, rounds: dict, sparsity: dict[int, float], dense: Summary) -> str:
     lines = ["| strategy | highest sparsity within one std of dense |", "|---|---:|"]
-    for s in params.retrained:
-        safe = safe_sparsity([(sparsity[k], summary) for k, summary in rounds[s].items()], dense)
+    for s, safe in safe_sparsities(params, rounds, sparsity, dense).items():
         lines.append(f"| {s} | {'none' if safe is None else f'{100 * safe:.2f}%'} |")
     return "\n".join(lines)
 
@@ -504,6 +563,7 @@ Each strategy's best budget, chosen on validation, with its test accuracy:
 """
     outputs = {  # all made before any is written: a failure leaves the previous report whole
         layout.REPORT: text.encode(),
+        layout.HEADLINE: json_bytes(headline_metrics(params, rounds, sparsity, dense)),
         layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
         layout.BUDGET_CSV: budget_csv(params, sweep).encode(),
         layout.ACCURACY_PNG: figures.accuracy_vs_sparsity(params.retrained, rounds, sparsity, dense, published),

@@ -131,7 +131,7 @@ def test_every_written_file_is_a_declared_output(project):
             stray.append(file)
     assert stray == []
     tracked = run(["git", "ls-files"], path).stdout.split()
-    for out in ("results/metrics.json", "reports/report.md", "reports/accuracy.csv"):
+    for out in ("results/metrics.json", "results/headline.json", "reports/report.md", "reports/accuracy.csv"):
         assert out in tracked and out in declared
 
 
@@ -179,14 +179,17 @@ def test_bad_params_fail_in_one_line_and_touch_no_output(project):
     assert after == before
 
 
-def test_experiment_then_metrics_diff_shows_per_strategy_per_round_changes(project):
+def test_experiment_then_metrics_diff_shows_the_headline_changes(project):
     path, _ = project
     dvc("exp", "run", "-S", "strategies.lrr.budget=4", cwd=path)
-    diff = json.loads(dvc("metrics", "diff", "--json", cwd=path).stdout)["results/metrics.json"]
-    assert diff, "changing lrr's budget must change some lrr metric"
-    # reinit retrains on lrr's masks, and lrr's round-1 masks come from its retrained round 0
-    assert {key.split(".")[0] for key in diff} == {"lrr", "reinit"}
-    assert all(key.split(".")[1] in ("round0", "round1") for key in diff)
+    diff = json.loads(dvc("metrics", "diff", "--json", cwd=path).stdout)
+    assert list(diff) == ["results/headline.json"], "the headline is the one DVC metric"
+    changed = diff["results/headline.json"]
+    assert {"lrr.accuracy.round0", "lrr.accuracy.round1"} <= changed.keys(), "changing lrr's budget changes lrr"
+    # reinit retrains on lrr's masks, and lrr's round-1 masks come from its retrained round 0;
+    # the verdict's lrr - ft moves with lrr, its wr - ft does not
+    assert {key.split(".")[0] for key in changed} <= {"lrr", "reinit", "verdict"}
+    assert "verdict.lrr_minus_ft.mean" in changed and not any("wr_minus_ft" in key for key in changed)
     shown = json.loads(dvc("exp", "show", "--json", cwd=path).stdout)
     budgets = [
         rev["data"]["params"]["params.yaml"]["data"]["strategies"]["lrr"]["budget"]

@@ -120,8 +120,14 @@ def check_masks(masks: Masks, model: nn.Module, source: str, exclude: list[str] 
             raise RewindError(f"{source}: mask {name!r} has shape {tuple(mask.shape)}, the weight {tuple(shape)}")
 
 
+def json_bytes(payload: object) -> bytes:
+    """The one JSON form stages write: keys sorted and indented, so a rerun writes the same bytes
+    and git shows a change line by line."""
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json(path: Path, payload: object) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(payload))
 
 
 def write_timing(stage: str, compute_seconds: float, started: float) -> None:

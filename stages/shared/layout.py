@@ -8,16 +8,18 @@ The dense run and every pruning round are "points": a folder with `models/`, `ma
 import os
 from pathlib import Path
 
-# What a copy of the project needs to run the pipeline (besides its params.yaml): the benchmark
+# What a copy of the project needs to run the pipeline and show its plots (besides its
+# params.yaml and .dvc/config, whose plots.html_template names plots/template.html): the benchmark
 # and the tests make such copies.
-PROJECT_FILES = ("rewind", "stages", "pipeline", "plugins", "paper", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("rewind", "stages", "pipeline", "plugins", "paper", "plots", "dvc.yaml", ".dvcignore", ".gitignore")
 PARAMS_OK = Path("results/params.ok")
 DATASET = Path("data/prepared/dataset.safetensors")
 RUNS = Path("runs")
 DENSE = RUNS / "dense"
 CHECKPOINTS = DENSE / "checkpoints"
 TIMINGS = Path(".rewind/timings")
-METRICS = Path("results/metrics.json")
+METRICS = Path("results/metrics.json")  # every value, mean over seeds: not a DVC metric (too many)
+HEADLINE = Path("results/headline.json")  # the DVC metric: the few numbers that answer the question
 EVALUATIONS = Path("results/evaluations.json")
 SWEEP = Path("results/sweep")
 REPORTS = Path("reports")

@@ -105,7 +105,7 @@ def test_results_artifact_has_every_strategy_and_round(flowed):
         assert base64.b64decode(uri.removeprefix(prefix)) == (project / "reports" / name).read_bytes()
     text = artifacts[-1].data
     metrics = json.loads((project / "results/metrics.json").read_text())
-    for group in ("dense", "ft.round0", "lrr.round0"):
+    for group in ("dense", "ft.accuracy", "lrr.accuracy"):  # results/headline.json, the DVC metric
         assert f"`{group}`" in text
     assert f"{metrics['lrr']['round0']['accuracy']:.4g}" in text
 
@@ -141,7 +141,7 @@ def test_overrides_run_as_an_experiment_and_leave_the_workspace_as_committed(pre
     }
     assert budgets["lrr-budget-3"] == 3
     diff = json.loads(dvc("metrics", "diff", "HEAD", "lrr-budget-3", "--json", cwd=project).stdout)
-    assert diff["results/metrics.json"] and {key.split(".")[0] for key in diff["results/metrics.json"]} == {"lrr"}
+    assert diff["results/headline.json"] and {key.split(".")[0] for key in diff["results/headline.json"]} == {"lrr"}
     # and the workspace is as committed: same params and metrics, nothing modified, nothing stale
     assert (project / "params.yaml").read_bytes() == params_before
     assert (project / "results/metrics.json").read_bytes() == metrics_before

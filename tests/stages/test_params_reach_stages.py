@@ -287,7 +287,7 @@ def outputs(stage: Stage, params: dict) -> list[str]:
     if stage.kind == "evaluate":
         return ["results/evaluations.json", "results/metrics.json"]
     names = ["report.md", "accuracy.csv", "budget.csv", "accuracy_vs_sparsity.png", "accuracy_vs_budget.png"]
-    return [f"reports/{name}" for name in [*names, "dense_training.png"]]
+    return [f"reports/{name}" for name in [*names, "dense_training.png"]] + ["results/headline.json"]
 
 
 def lost_results(stage: Stage, params: dict, project: Path) -> list[str]:

@@ -2,6 +2,8 @@
 stops it with one line naming the file, leaving the previous report as it was."""
 
 import json
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,14 @@ import pytest
 import yaml
 from scipy import stats
 
-from tests.conftest import copy_of, run
+from pipeline.results import flatten
+from rewind.stats import Summary, summarize
+from stages.report import headline_metrics
+from stages.shared.params import load_params
+from tests.conftest import ROOT, copy_of, run
 
 REPORT = "reports/report.md"
+HEADLINE = "results/headline.json"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +63,9 @@ def test_one_seed_gives_no_verdict(built, tmp_path):
     assert "cannot be judged: one seed gives no confidence interval" in text
     assert "holds" not in text.split("##")[0]
     assert "no verdict (1 seed)" in text
+    one_seed = json.loads((project / HEADLINE).read_text())
+    assert flatten(one_seed).keys() == flatten(json.loads((built / HEADLINE).read_text())).keys(), "the same columns"
+    assert one_seed["verdict"]["holds"] is None and one_seed["verdict"]["wr_minus_ft"]["low"] is None
 
 
 def test_identical_plans_are_marked_not_compared(built):
@@ -75,6 +85,52 @@ def test_the_best_budget_is_chosen_on_validation(built):
     best = max(sorted(means, key=int), key=lambda b: means[b])  # the first budget wins a tie
     row = next(line for line in text.splitlines() if line.startswith("| 90.0% |") and "epochs:" in line)
     assert row.split("|")[3].strip().startswith(f"{best} epochs:"), row
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def test_the_headline_metric_holds_what_the_report_prints(built):
+    """Every number of results/headline.json, rounded as the report rounds it, is the number the
+    report prints: accuracy per strategy and round, safe sparsity, the verdict's intervals."""
+    metrics = json.loads((built / HEADLINE).read_text())
+    text = (built / REPORT).read_text()
+    assert f"Dense network: **{percent(metrics['dense']['accuracy'])} ± " in text
+    for k in (0, 1):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {k} | ") and " ± " in line)
+        means = [cell.strip("* ").split(" ± ")[0] for cell in row.split("|")[3:-1]]
+        assert means == [percent(metrics[s]["accuracy"][f"round{k}"]) for s in ("ft", "wr", "lrr", "reinit")]
+    for s in ("ft", "wr", "lrr", "reinit"):
+        safe = metrics[s]["safe_sparsity"]
+        assert f"| {s} | {'none' if safe is None else percent(safe) + '%'} |" in text
+    verdict = metrics["verdict"]
+    for name, label in (("wr_minus_ft", "wr − ft"), ("lrr_minus_ft", "lrr − ft")):
+        gain = verdict[name]
+        printed = f"{label} {'**' if gain['low'] > 0 or gain['high'] < 0 else ''}{100 * gain['mean']:+.2f} "
+        assert printed + f"[{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}]" in text.split("##")[0]
+    assert f"At the highest sparsity ({percent(verdict['sparsity'])}%)" in text
+    assert ("**holds**" in text) == verdict["holds"]
+
+
+def test_the_headline_metric_is_a_few_stable_keys_on_the_default():
+    """On the default params, two runs whose numbers differ share every key (so `dvc exp show`
+    columns and `dvc metrics diff` rows line up), and there are a few dozen, not hundreds: dense,
+    6 strategies x (6 rounds + safe sparsity), 8 for the verdict."""
+    params = load_params(ROOT / "params.yaml")
+
+    def keys(rng: random.Random) -> list[str]:
+        def accuracy() -> Summary:
+            return summarize([rng.uniform(0.2, 1.0) for _ in params.seeds])
+
+        rounds = {s: {spec.id: accuracy() for spec in params.rounds} for s in params.retrained}
+        sparsity = {spec.id: 1 - rng.uniform(0.01, 0.5) ** (spec.id + 1) for spec in params.rounds}
+        return sorted(flatten(headline_metrics(params, rounds, sparsity, accuracy())))
+
+    first, second = keys(random.Random(0)), keys(random.Random(1))
+    assert first == second
+    assert len(first) == 1 + len(params.retrained) * (len(params.rounds) + 1) + 8 == 51
+    assert all(re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", key) for key in first), first
 
 
 def spoil_json(path: Path) -> None:

@@ -1,0 +1,74 @@
+"""plots/template.html through DVC and a real browser: `dvc plots show` on the reproduced tiny
+project writes a page that draws every chart and image in headless Chromium with no network,
+loading nothing but its own files; `dvc plots diff` uses the same template."""
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.browser import missing, open_page
+from tests.conftest import dvc
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOT_COPY = Path("/tmp/rewind-plots-screenshot.png")  # a fixed place to look at the last one
+CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
+VEGA_DIVS = "[...document.querySelectorAll('div.vega-embed')]"  # the class vegaEmbed gives a div it drew in
+# A chart's coloured pixels on its canvas: its marks (lines, points, legend symbols) are coloured,
+# while vega's background is white and its axes, grid and labels grey, so an empty chart has ~0.
+COLOURED = """(c => { if (!c.width || !c.height) return 0;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 60) n++;
+  }
+  return n; })"""
+DRAWN = (  # per chart: coloured pixels of its canvas, or mark paths of its SVG (vega-embed's renderer option)
+    f"{VEGA_DIVS}.map(d => d.querySelector('canvas, svg'))"
+    f".map(c => !c ? 0 : c.tagName === 'svg' ? c.querySelectorAll('.role-mark path').length * 1000 : {COLOURED}(c))"
+)
+IMAGES = "[...document.images].map(i => i.complete ? i.naturalWidth : 0)"
+
+
+def test_dvc_plots_show_draws_every_plot_offline_in_chromium(reproduced, tmp_path):
+    if reason := missing():
+        pytest.skip(reason)
+    out = tmp_path / "dvc_plots"
+    dvc("plots", "show", "-o", str(out), cwd=reproduced[0])
+    html = (out / "index.html").read_text()
+    assert not CDN_SCRIPT.search(html), "a script from the network: the page would be blank offline"
+    charts = html.count("vegaEmbed('#")
+    page = open_page(
+        (out / "index.html").as_uri(),
+        tmp_path / "plots.png",
+        ready_js=f"{DRAWN}.length === {charts} && {DRAWN}.every(n => n > 500) && {IMAGES}.every(w => w > 0)",
+        evaluate={
+            "drawn": DRAWN,
+            "images": IMAGES,
+            "vega": "window.vega && vega.version",
+            "fetched": "performance.getEntriesByType('resource').map(e => e.name)",
+        },
+        offline=True,
+        timeout=90,  # the two cores are shared with the other test worker
+    )
+    shutil.copyfile(page.screenshot, SCREENSHOT_COPY)
+    print(f"screenshot: {page.screenshot} (copied to {SCREENSHOT_COPY})", file=sys.stderr)
+    # dvc.yaml's three vega plots (accuracy vs sparsity, vs budget, dense training loss), each
+    # drawn (a chart without data has no coloured pixel; these have thousands), and the report's
+    # three PNGs as image plots, each loaded
+    assert charts == len(page.facts["drawn"]) == 3 and min(page.facts["drawn"]) > 500, page.facts
+    assert len(page.facts["images"]) == 3 and min(page.facts["images"]) > 0, page.facts
+    assert page.facts["vega"] == "5.20.2", "the vendored vega, DVC's version"
+    assert all(url.startswith("file://") for url in page.facts["fetched"]), page.facts["fetched"]
+    assert page.errors == []
+
+
+def test_dvc_plots_diff_uses_the_offline_template(reproduced, tmp_path):
+    out = tmp_path / "diff"
+    dvc("plots", "diff", "HEAD", "-o", str(out), cwd=reproduced[0])
+    html = (out / "index.html").read_text()
+    assert not CDN_SCRIPT.search(html)
+    assert "/* vega-embed/build/vega-embed.min.js */" in html and html.count("vegaEmbed('#") == 3
