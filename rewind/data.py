@@ -301,11 +301,12 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
 
 
 def batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None, first: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches over (x, y), shuffled by `generator` when one is given."""
+    """Mini-batches over (x, y), shuffled by `generator` when one is given, from batch `first` on
+    (the same order, so a run resumed mid-epoch sees the rest of the batches it would have seen)."""
     order = torch.randperm(len(y), generator=generator) if generator is not None else None
-    for start in range(0, len(y), batch_size):
+    for start in range(first * batch_size, len(y), batch_size):
         if order is None:
             yield x[start : start + batch_size], y[start : start + batch_size]
         else:

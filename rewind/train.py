@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewind import RewindError
-from rewind.data import Dataset
+from rewind.data import Dataset, batches
 from rewind.optim import MaskedSGD
 from rewind.prune import Masks
 
@@ -178,15 +178,13 @@ def _epoch(
     autocast = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
     )
-    order = torch.randperm(
-        len(data.y_train), generator=torch.Generator().manual_seed(shuffle_seed(segment.seed, segment.epoch))
-    )
+    order = torch.Generator().manual_seed(shuffle_seed(segment.seed, segment.epoch))
+    shuffled = batches(data.x_train, data.y_train, batch_size, order, first=segment.first_batch)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     count = 0
-    for batch, lr in enumerate(segment.rates, start=segment.first_batch):
-        index = order[batch * batch_size : (batch + 1) * batch_size]
-        x, y = data.x_train[index].to(device, non_blocking=True), data.y_train[index].to(device, non_blocking=True)
+    for batch, (lr, (x, y)) in enumerate(zip(segment.rates, shuffled, strict=False), start=segment.first_batch):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x, torch.Generator().manual_seed(augment_seed(segment.seed, segment.epoch, batch)))
         with autocast():

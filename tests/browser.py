@@ -38,7 +38,7 @@ OFFLINE_FLAGS = ("--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"
 
 
 def missing() -> str | None:
-    """Why no browser can run here (for a skip reason), or None."""
+    """Why no browser can run here (a test fails with it), or None."""
     absent = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     return f"{' and '.join(absent)} missing: run `make browser` (as root)" if absent else None
 
