@@ -31,9 +31,10 @@ lint: setup
 test: lint browser
 	pytest
 
-# The browser test (tests/test_plots_browser.py) opens `dvc plots show`'s HTML in Debian's
-# chromium through chromedriver. Installed once (as root; skipped when both are there); apt's
-# lists are refreshed only when the packages are not found in them.
+# The browser tests (tests/plots/test_template.py: `dvc plots show`'s page; tests/pipeline/test_serve.py:
+# the report artifact in Prefect's UI) drive Debian's chromium through chromedriver. Installed once
+# (as root; skipped when both are there); apt's lists are refreshed only when the packages are not
+# found in them.
 APT_BROWSER := apt-get install -y --no-install-recommends chromium chromium-driver
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \

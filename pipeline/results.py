@@ -1,9 +1,10 @@
-"""The results artifacts: every metric per strategy and round with its change against HEAD, and
-the report's own tables.
+"""The results artifacts: the headline metrics (results/headline.json: accuracy per strategy and
+round, safe sparsity, the verdict's intervals) with their change against HEAD, and the report.
 
 Values come from DVC (`dvc metrics show` / `dvc metrics diff`), which knows the metrics files
 from dvc.yaml, so the artifact shows what `dvc metrics diff` shows, laid out as a table: one
-row per group (`dense`, `lrr.round3`, …), one column per metric, the change in brackets. The
+row per group (`dense`, `lrr.accuracy`, `verdict.lrr_minus_ft`, …), one column per metric, the
+change in brackets. The
 report stage's markdown (mean ± std, winners, safe sparsity, sizes, the budget sweep) is
 published beside it, so the UI shows the same tables as reports/report.md, and its figures:
 embedded as data, since the UI cannot load the report's links to files beside it.
@@ -82,8 +83,8 @@ def publish(project: Path, heading: str) -> str:
     current, changes = collect(project)
     metrics, rows = table_rows(current, changes)
     text = markdown(metrics, rows, heading)
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: results per strategy and round")
-    create_table_artifact(key=TABLE_KEY, table=rows, description="rewind: results per strategy and round, as data")
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="rewind: headline metrics")
+    create_table_artifact(key=TABLE_KEY, table=rows, description="rewind: headline metrics, as data")
     report = project / REPORT
     if report.exists():  # absent when the run selected strategies but not the report stage
         create_markdown_artifact(
