@@ -67,7 +67,7 @@ class Watch:
         """An epoch ended (and its progress is saved): show it, log it to the curves."""
         number = record.epoch - self._first_epoch + 1
         if self._bar is not None:
-            self._bar.set_postfix_str(f"epoch {number}/{self._epochs} loss {record.train_loss:.4f}")
+            self._bar.set_postfix_str(f"epoch {number}/{self._epochs} lr {record.lr:.4g} loss {record.train_loss:.4f}")
         else:
             log.info(
                 EPOCH_LINE.format(
