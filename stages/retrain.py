@@ -28,12 +28,13 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
     stage = f"{kind}@{args.strategy}-round{args.round}"
     data = load_dataset(device_for(params))
     architecture = new_model(params, data, seed=0)  # to check the masks against
-    results, compute = {}, 0.0
+    results, watches, compute = {}, {}, 0.0
     for number, seed in enumerate(params.seeds, start=1):
         mask_file = layout.mask(masks_from, seed)
         masks = load_masks(mask_file, architecture, params.prune.exclude)
         compute_started = time.perf_counter()
         label = f"{args.strategy} round {args.round} seed {seed}"
+        watches[seed] = Watch(label, number, len(params.seeds), layout.live(out, seed))
         with labelled(label):
             results[seed] = retrain(
                 params,
@@ -45,7 +46,7 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
                 seed,
                 args.round,
                 f"{stage}/seed-{seed}",
-                Watch(label, number, len(params.seeds), layout.live(out, seed)),
+                watches[seed],
             )
         compute += time.perf_counter() - compute_started
         log.info(
@@ -62,6 +63,7 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
         save_tensors(layout.model(out, seed), model.state_dict())
         save_tensors(layout.momentum(out, seed), momentum)
         write_json(layout.history(out, seed), train_log(history))
+        watches[seed].publish()
     write_timing(stage, compute, started)
     finish(stage)
 

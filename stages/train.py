@@ -43,12 +43,12 @@ class DenseRun:
 def train_dense(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data = load_dataset(device_for(params))
-    runs, compute_started = {}, time.perf_counter()
+    runs, watches, compute_started = {}, {}, time.perf_counter()
     for number, seed in enumerate(params.seeds, start=1):
         label = f"dense seed {seed}"
         with labelled(label):
-            watch = Watch(label, number, len(params.seeds), layout.live(layout.DENSE, seed))
-            runs[seed] = train_seed(params, data, seed, watch)
+            watches[seed] = Watch(label, number, len(params.seeds), layout.live(layout.DENSE, seed))
+            runs[seed] = train_seed(params, data, seed, watches[seed])
     compute = time.perf_counter() - compute_started
     for seed, run in runs.items():
         publish(run.checkpoints, layout.checkpoint(seed, 0).parent)
@@ -56,6 +56,7 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
         save_tensors(layout.momentum(layout.DENSE, seed), run.momentum)
         save_tensors(layout.mask(layout.DENSE, seed), run.masks)
         write_json(layout.history(layout.DENSE, seed), train_log(run.history))
+        watches[seed].publish()
     write_timing(STAGE, compute, started)
     finish(STAGE)
 

@@ -77,7 +77,7 @@ def test_repro_runs_every_stage_once_and_prints_the_table(project):
     assert (path / "reports/budget.csv").read_text().splitlines()[0] == "sparsity,budget,ft,lrr"
 
 
-def test_every_training_run_has_its_live_curves_and_dvc_plots_shows_them(project):
+def test_every_training_run_has_its_live_curves_and_dvc_plots_shows_them(project, tmp_path):
     """dvclive curves of the dense run and of every retraining, one row per epoch trained; the
     plots of dvc.yaml, templated on params (first seed, last round), all found."""
     path, _ = project
@@ -87,7 +87,7 @@ def test_every_training_run_has_its_live_curves_and_dvc_plots_shows_them(project
             epochs = json.loads((run_dir / f"history/seed-{seed}.json").read_text())["epochs"]
             loss = (run_dir / f"live/seed-{seed}/plots/metrics/train_loss.tsv").read_text().splitlines()
             assert [float(row.split("\t")[1]) for row in loss[1:]] == [e["train_loss"] for e in epochs], run_dir
-    shown = json.loads(dvc("plots", "show", "--json", cwd=path).stdout)
+    shown = json.loads(dvc("plots", "show", "--json", "-o", str(tmp_path / "plots"), cwd=path).stdout)
     assert "errors" not in shown
     files = {
         point["filename"] for point in shown["data"]["retraining loss, last round"][0]["content"]["data"]["values"]

@@ -1,15 +1,24 @@
 """A training run's curves in dvclive's format, the files `dvc plots` reads, written as each epoch
 ends, so they can be watched while the run trains.
 
+dvclive's own writers make the files (`Metric.dump`: one TSV per curve, `dump_json`: the
+summary), not its `Live` logger: `Live` opens the DVC repository it runs in (and initialises one
+where there is none) in every training run, which costs each stage DVC's import and touches DVC's
+state database from inside a stage that DVC itself is running.
+
 The folder is a declared output, so it must end the same whatever happened on the way. A run
-resumed after a kill therefore starts it afresh (dvclive clears a folder it does not resume)
-from the epochs already done, then logs the rest as they come: the same writes, in the same
-order, as one uninterrupted run. Nothing in it carries wall-clock time (no timestamps on the
-metrics, no dvc.yaml, no report, no experiment), so the same run gives the same bytes.
+resumed after a kill therefore starts it afresh from the epochs already done, then logs the rest
+as they come: the same writes, in the same order, as one uninterrupted run. Nothing in it carries
+wall-clock time (no timestamps), so the same run gives the same bytes.
 """
 
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+
+from dvclive.plots import Metric
+from dvclive.serialize import dump_json
 
 from rewind.train import EpochRecord
 
@@ -17,20 +26,24 @@ CURVES = ("train_loss", "train_accuracy", "lr")
 
 
 class Curves:
-    """One run's live curves, in `folder`: train_loss, train_accuracy and lr per epoch."""
+    """One run's live curves, in `folder`: train_loss, train_accuracy and lr per epoch (dvclive's
+    `plots/metrics/<name>.tsv`), and the last epoch's values (`metrics.json`)."""
 
     def __init__(self, folder: Path, done: Sequence[EpochRecord]) -> None:
-        from dvclive import Live  # imports DVC: only stages that log curves pay for it
-
-        self._live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+        shutil.rmtree(folder, ignore_errors=True)
+        self._summary = folder / "metrics.json"
+        self._metrics = [Metric(name, str(folder / "plots")) for name in CURVES]
+        self._step = 0
+        dump_json({}, self._summary)
+        for metric in self._metrics:  # every curve exists, empty if the run trains no epoch
+            metric.output_path.write_text(f"step\t{metric.name}{os.linesep}", encoding="utf-8")
         for record in done:
             self.log(record)
 
     def log(self, record: EpochRecord) -> None:
         """Append one epoch to every curve, on disk now."""
-        for name in CURVES:
-            self._live.log_metric(name, getattr(record, name), timestamp=False, plot=True)
-        self._live.next_step()
-
-    def close(self) -> None:
-        self._live.end()
+        for metric in self._metrics:
+            metric.step = self._step
+            metric.dump(getattr(record, metric.name), timestamp=False)
+        dump_json({name: getattr(record, name) for name in CURVES} | {"step": self._step}, self._summary)
+        self._step += 1

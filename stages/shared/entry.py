@@ -45,13 +45,19 @@ def run_stage(body: Body, description: str, arguments: Callable[[argparse.Argume
         with one_run_at_a_time(run_name(parser.prog, args)):
             body(load_params(), args)
     except (Exception, KeyboardInterrupt) as err:
-        if os.environ.get("DVC_STAGE"):
+        if under_dvc():
             restore_outputs(os.environ["DVC_STAGE"])
         message = failure_message(err)
         if message is None:
             raise
         print("error: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)  # one line, always
         raise SystemExit(EXIT_INTERRUPTED if isinstance(err, KeyboardInterrupt) else EXIT_ERROR) from None
+
+
+def under_dvc() -> bool:
+    """Whether DVC runs this stage: it deleted the stage's cached outputs before, and a failure
+    puts them back (`restore_outputs`), so the stage may write into them as it goes."""
+    return bool(os.environ.get("DVC_STAGE"))
 
 
 def failure_message(err: BaseException) -> str | None:

@@ -1,6 +1,7 @@
 """Loading a stage's inputs and writing its outputs, with errors that name the file."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -128,6 +129,19 @@ def json_bytes(payload: object) -> bytes:
 
 def write_json(path: Path, payload: object) -> None:
     atomic_write_bytes(path, json_bytes(payload))
+
+
+def replace_folder(source: Path, target: Path) -> None:
+    """Make the folder `target` a copy of `source`: built beside it, then swapped in by renames, so
+    `target` is the old folder or the new one whole, never a mix."""
+    staged, old = target.with_name(f".{target.name}.new"), target.with_name(f".{target.name}.old")
+    for leftover in (staged, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.copytree(source, staged)
+    if target.exists():
+        target.rename(old)
+    staged.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_timing(stage: str, compute_seconds: float, started: float) -> None:

@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from rewind.train import EpochRecord
 from stages.shared.curves import Curves
+from stages.shared.entry import under_dvc
+from stages.shared.files import replace_folder
 
 log = logging.getLogger("rewind")
 
@@ -42,16 +44,21 @@ class Watch:
     none kept). `train_resumably` drives it: `start`, `on_step` per step, `epoch`, `close`."""
 
     def __init__(self, label: str, run: int, runs: int, curves: Path | None = None) -> None:
-        self.label, self.run, self.runs, self._folder = label, run, runs, curves
+        self.label, self.run, self.runs, self._output = label, run, runs, curves
+        self._folder: Path | None = None
         self._bar: tqdm | None = None
         self._curves: Curves | None = None
         self._first_epoch = self._epochs = 0
 
-    def start(self, done: Sequence[EpochRecord], steps: range, per_epoch: int) -> None:
-        """The run trains `steps` (of the dense run's time) and has trained the epochs in `done`."""
+    def start(self, done: Sequence[EpochRecord], steps: range, per_epoch: int, scratch: Path) -> None:
+        """The run trains `steps` (of the dense run's time) and has trained the epochs in `done`;
+        `scratch` is its scratch folder. Under DVC the curves go straight into their output folder,
+        so `dvc plots show` draws a running stage (DVC removed the old ones, and puts them back if
+        the stage fails); run by hand, into scratch, for `publish` to move once all went well."""
         self._first_epoch = steps.start // per_epoch
         self._epochs = math.ceil(steps.stop / per_epoch) - self._first_epoch if steps else 0
-        if self._folder is not None:
+        if self._output is not None:
+            self._folder = self._output if under_dvc() else scratch / "live"
             self._curves = Curves(self._folder, done)
         if sys.stderr.isatty():
             resumed = sum(record.steps for record in done)
@@ -87,5 +94,8 @@ class Watch:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        if self._curves is not None:
-            self._curves.close()
+
+    def publish(self) -> None:
+        """Put the curves into their output folder, if they were written elsewhere (see `start`)."""
+        if self._folder is not None and self._folder != self._output:
+            replace_folder(self._folder, self._output)

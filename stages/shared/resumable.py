@@ -116,7 +116,8 @@ def train_resumably(
         _save_progress(folder / PROGRESS, fingerprint, trained, final_momentum, history)
         watch.epoch(epoch)
 
-    watch.start(history, range(start_step, start_step + len(rates)), steps_per_epoch(len(data.y_train), sgd.batch_size))
+    per_epoch = steps_per_epoch(len(data.y_train), sgd.batch_size)
+    watch.start(history, range(start_step, start_step + len(rates)), per_epoch, folder)
     try:
         train(
             model,

@@ -18,11 +18,9 @@ def logged(folder: Path, done: list[EpochRecord], rest: list[EpochRecord]) -> No
     curves = Curves(folder, done)
     for record in rest:
         curves.log(record)
-    curves.close()
 
 
-def test_a_resumed_run_writes_the_bytes_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # away from any DVC repository dvclive would look for
+def test_a_resumed_run_writes_the_bytes_of_an_uninterrupted_one(tmp_path):
     logged(tmp_path / "whole", [], HISTORY)
     killed = Curves(tmp_path / "resumed", [])
     for record in HISTORY[:4]:  # the kill came after epoch 4's curves, before its progress was saved
@@ -36,8 +34,8 @@ def test_a_resumed_run_writes_the_bytes_of_an_uninterrupted_one(tmp_path, monkey
     assert json.loads(whole["metrics.json"]) == {"train_loss": 2.0 / 6, "train_accuracy": 0.5, "lr": 0.1 / 6, "step": 5}
 
 
-def test_a_run_with_no_epochs_leaves_an_empty_summary(tmp_path, monkeypatch):
+def test_a_run_with_no_epochs_leaves_an_empty_summary(tmp_path):
     """A strategy with budget 0 (`none`) still has its declared folder."""
-    monkeypatch.chdir(tmp_path)
     logged(tmp_path / "none", [], [])
-    assert files(tmp_path / "none") == {"metrics.json": b"{}\n"}
+    header = {f"plots/metrics/{name}.tsv": f"step\t{name}\n".encode() for name in CURVES}
+    assert files(tmp_path / "none") == {"metrics.json": b"{}\n"} | header, "every curve, empty"
