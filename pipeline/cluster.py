@@ -66,9 +66,15 @@ def stage_job(sha: str, stage: str, local_stages: list[str], overrides: dict[str
     if overrides:
         write_changes(clone, overrides)
     checked_out = time.time()
-    result = dvc_cli.run(clone, "repro", "--pull", stage, env=dvc_cli.parallel_stage_env())
+
+    def log_line(line: str) -> None:  # into the job's log as DVC and the stage print it
+        if line.strip():
+            logger.info("%s", line)
+
+    logger.info("dvc repro --pull %s in %s", stage, clone)
+    env = dvc_cli.parallel_stage_env()
+    result = dvc_cli.streamed(clone, "repro", "--pull", stage, on_line=log_line, env=env)
     reproduced = time.time()
-    logger.info("dvc repro --pull %s in %s:\n%s", stage, clone, result.stdout + result.stderr)
     if result.returncode != 0:
         raise dvc_cli.failure_of(stage, result)
     ran = ran_stages(result.stdout)
