@@ -8,6 +8,7 @@ Every seed is exported in memory before any file is written: a bad input writes 
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from torch import nn
@@ -20,6 +21,12 @@ from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage, strategy_round_arguments
 from stages.shared.files import checked_weights, load_masks, write_json
 from stages.shared.params import Params
+
+# torch's ONNX exporter warns once per torchvision operator it skips when torchvision is absent:
+# 20 lines an export, nothing to act on (torchvision is no dependency; no model here uses its
+# operators). The logger is torch's internal one: tests/stages/test_export.py fails if the lines
+# come back under another name.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 Contents = bytes | tuple[dict, dict[str, str]]  # a file's bytes, or the tensors and metadata of one
 
