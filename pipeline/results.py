@@ -3,8 +3,8 @@ round, safe sparsity, the verdict's intervals) with their change against HEAD, a
 
 Values come from DVC (`dvc metrics show` / `dvc metrics diff`), which knows the metrics files
 from dvc.yaml, so the artifact shows what `dvc metrics diff` shows, laid out as a table: one
-row per group (`dense`, `lrr.accuracy`, `verdict.lrr_minus_ft`, …), one column per metric, the
-change in brackets. The
+row per top-level key (`dense`, each strategy, `verdict`), one column per metric under it
+(`accuracy.round3`, `safe_sparsity`, `lrr_minus_ft.low`, …), the change in brackets. The
 report stage's markdown (mean ± std, winners, safe sparsity, sizes, the budget sweep) is
 published beside it, so the UI shows the same tables as reports/report.md, and its figures:
 embedded as data, since the UI cannot load the report's links to files beside it.
@@ -23,7 +23,7 @@ from stages.shared.layout import REPORT
 ARTIFACT_KEY = "rewind-results"  # Prefect artifact keys must match ^[a-z0-9-]*$
 TABLE_KEY = "rewind-results-table"
 REPORT_KEY = "rewind-report"
-FIRST_COLUMNS = ("sparsity", "accuracy", "loss")
+FIRST_COLUMNS = ("accuracy", "safe_sparsity")
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^():\s]+\.png)\)")  # ![alt](name.png): a file, not a URL
 
 
@@ -53,11 +53,13 @@ def collect(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def table_rows(current: dict[str, Any], changes: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows: one row per metric group, each metric with its change against HEAD."""
+    """Columns and rows: one row per top-level key, each metric under it with its change against HEAD."""
     groups: dict[str, dict[str, Any]] = {}
     for name, value in current.items():
-        group, _, metric = name.rpartition(".")
-        row = groups.setdefault(group or name, {"group": group or name})
+        file, _, key = name.rpartition(": ")  # named only when there are several metrics files
+        group, _, metric = key.partition(".")
+        group, metric = (f"{file}: {group}" if file else group), metric or group
+        row = groups.setdefault(group, {"group": group})
         row[metric] = value
         change = (changes.get(name) or {}).get("diff")
         if isinstance(change, int | float) and change != 0:

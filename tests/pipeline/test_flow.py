@@ -105,9 +105,12 @@ def test_results_artifact_has_every_strategy_and_round(flowed):
         assert base64.b64decode(uri.removeprefix(prefix)) == (project / "reports" / name).read_bytes()
     text = artifacts[-1].data
     metrics = json.loads((project / "results/metrics.json").read_text())
-    for group in ("dense", "ft.accuracy", "lrr.accuracy"):  # results/headline.json, the DVC metric
-        assert f"`{group}`" in text
-    assert f"{metrics['lrr']['round0']['accuracy']:.4g}" in text
+    header = next(line for line in text.splitlines() if line.startswith("|  |"))
+    columns = {cell.strip() for cell in header.split("|")}
+    assert {"accuracy", "accuracy.round0", "safe_sparsity"} <= columns, "results/headline.json, the DVC metric"
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if line.startswith("| `")}
+    assert set(rows) == {"dense", "ft", "lrr", "reinit"}, "a row per strategy (the control too)"
+    assert f"{metrics['lrr']['round0']['accuracy']:.4g}" in rows["lrr"]
 
 
 def test_second_run_starts_no_stage(prefect_server, flowed):
