@@ -23,7 +23,7 @@ from stages.shared.files import checked_weights, load_masks, write_json
 from stages.shared.params import Params
 
 # torch's ONNX exporter warns once per torchvision operator it skips when torchvision is absent:
-# 20 lines an export, nothing to act on (torchvision is no dependency; no model here uses its
+# a line per operator in every export, nothing to act on (torchvision is no dependency; no model here uses its
 # operators). The logger is torch's internal one: tests/stages/test_export.py fails if the lines
 # come back under another name.
 logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
