@@ -1,10 +1,14 @@
-"""Stage `export@<strategy>-round<k>`: ship one round's pruned networks, one per seed.
+"""Stage `export@<strategy>`: ship a strategy's pruned networks, every round and seed, in one process.
 
-Each seed gets a compact file of its surviving weights, under filter pruning a physically slimmed
-network, and ONNX of the slimmed network (filter pruning) or of the masked one; `sizes.json`
-sets their bytes and parameters beside the round's dense-format model file. Sizes only: they are
-the same on every machine, where measured speeds are not (those are `python -m bench.export`'s).
-Every seed is exported in memory before any file is written: a bad input writes nothing.
+Each seed of each round gets a compact file of its surviving weights and, under filter pruning, a
+physically slimmed network; `sizes.json` per round sets their bytes and parameters beside the
+round's dense-format model file. ONNX, of the slimmed network (filter pruning) or of the masked
+one, is written only for the rounds `export.onnx` names: torch's exporter costs seconds where the
+rest costs milliseconds, and no stage imports it unless it exports ONNX. Sizes only: they are the
+same on every machine, where measured speeds are not (those are `python -m bench.export`'s).
+
+`--round K` exports one round on its own, the same files the stage writes for it. Every round is
+exported in memory before any file is written: a bad input writes nothing.
 """
 
 import argparse
@@ -18,7 +22,7 @@ from rewind.export import compact, onnx_bytes, slim, slim_contents
 from rewind.models import build_model
 from stages.shared import layout
 from stages.shared.device import device_for
-from stages.shared.entry import labelled, log, run_stage, strategy_round_arguments
+from stages.shared.entry import labelled, log, run_stage
 from stages.shared.files import checked_weights, load_masks, write_json
 from stages.shared.params import Params
 
@@ -31,28 +35,51 @@ logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(loggin
 Contents = bytes | tuple[dict, dict[str, str]]  # a file's bytes, or the tensors and metadata of one
 
 
-def export_round(params: Params, args: argparse.Namespace) -> None:
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", required=True, help="a strategy named in params.yaml `compare`")
+    parser.add_argument("--round", type=int, help="one round id from params.yaml `rounds` (default: every round)")
+
+
+def export_strategy(params: Params, args: argparse.Namespace) -> None:
     params.compared_strategy(args.strategy)
-    params.round(args.round)
+    rounds = [params.round(args.round)] if args.round is not None else params.rounds
+    onnx = params.onnx_rounds(args.strategy)
     device_for(params)  # the CPU threads every stage uses; exports are made on the CPU
-    point, out = layout.round_dir(args.strategy, args.round), layout.export_dir(args.strategy, args.round)
-    staged, sizes = {}, {}
+    staged = {spec.id: export_round(params, args.strategy, spec.id, spec.id in onnx) for spec in rounds}
+    for round_id, (files, sizes) in staged.items():
+        write_round(layout.export_dir(args.strategy, round_id), files, sizes)
+
+
+def export_round(params: Params, strategy: str, round_id: int, with_onnx: bool) -> tuple[dict, dict]:
+    """One round's exports in memory, by seed: their files by kind, and their sizes."""
+    point = layout.round_dir(strategy, round_id)
+    files, sizes = {}, {}
     for seed in params.seeds:
-        with labelled(f"{args.strategy} round {args.round} seed {seed}"):
-            staged[seed], sizes[f"seed-{seed}"] = export_seed(params, point, seed)
-        log.info("%s round %d seed %d: exported %s", args.strategy, args.round, seed, ", ".join(staged[seed]))
-    for seed, files in staged.items():
-        for kind, contents in files.items():
+        with labelled(f"{strategy} round {round_id} seed {seed}"):
+            files[seed], sizes[f"seed-{seed}"] = export_seed(params, point, seed, with_onnx)
+        log.info("%s round %d seed %d: exported %s", strategy, round_id, seed, ", ".join(files[seed]))
+    return files, sizes
+
+
+def write_round(out: Path, files: dict[int, dict[str, Contents]], sizes: dict[str, dict]) -> None:
+    """Write a round's files and its sizes; files of kinds no longer asked for (an ONNX file once
+    `export.onnx` drops the round) are removed."""
+    written = {layout.export_sizes(out)}
+    for seed, by_kind in files.items():
+        for kind, contents in by_kind.items():
             path = layout.export_file(out, seed, kind)
             if isinstance(contents, bytes):
                 atomic_write_bytes(path, contents)
             else:
                 save_tensors(path, *contents)
+            written.add(path)
             sizes[f"seed-{seed}"][kind.removesuffix(".safetensors") + "_bytes"] = path.stat().st_size
     write_json(layout.export_sizes(out), sizes)
+    for stale in set(out.iterdir()) - written:
+        stale.unlink()
 
 
-def export_seed(params: Params, point: Path, seed: int) -> tuple[dict[str, Contents], dict[str, int]]:
+def export_seed(params: Params, point: Path, seed: int, with_onnx: bool) -> tuple[dict[str, Contents], dict[str, int]]:
     """One seed's exports by kind, and its parameter counts and dense-format model file's bytes."""
     input_shape, num_classes = params.shapes()
     model = build_model(params.model.name, input_shape, num_classes, seed=0).eval()
@@ -71,7 +98,8 @@ def export_seed(params: Params, point: Path, seed: int) -> tuple[dict[str, Conte
         shipped, kept = slim(model, masks, input_shape)
         files["slim.safetensors"] = slim_contents(shipped, kept, params.model.name, input_shape, num_classes)
         counts["slim_params"] = _count(shipped)
-    files["onnx"] = onnx_bytes(shipped, input_shape)
+    if with_onnx:
+        files["onnx"] = onnx_bytes(shipped, input_shape)
     return files, counts
 
 
@@ -80,6 +108,4 @@ def _count(model: nn.Module) -> int:
 
 
 if __name__ == "__main__":
-    run_stage(
-        export_round, "Export one round's pruned networks for one strategy, for every seed.", strategy_round_arguments
-    )
+    run_stage(export_strategy, "Export a strategy's pruned networks, every round and seed.", export_arguments)

@@ -11,6 +11,7 @@ from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage, strategy_round_arguments
 from stages.shared.files import load_dataset, load_masks, new_model, write_json, write_timing
+from stages.shared.parallel import Run, run_all, worker_count
 from stages.shared.params import Params
 from stages.shared.progress import Watch
 from stages.shared.resumable import finish
@@ -26,44 +27,40 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
     masks_from = layout.round_dir(params.masks_strategy(args.strategy), args.round)
     kind = "control" if args.strategy in params.controls.strategies else "retrain"
     stage = f"{kind}@{args.strategy}-round{args.round}"
-    data = load_dataset(device_for(params))
+    device = device_for(params)
+    data = load_dataset(device)
     architecture = new_model(params, data, seed=0)  # to check the masks against
-    results, watches, compute = {}, {}, 0.0
-    for number, seed in enumerate(params.seeds, start=1):
-        mask_file = layout.mask(masks_from, seed)
-        masks = load_masks(mask_file, architecture, params.prune.exclude)
-        compute_started = time.perf_counter()
+
+    def seed_run(number: int, seed: int) -> Run:
         label = f"{args.strategy} round {args.round} seed {seed}"
-        watches[seed] = Watch(label, number, len(params.seeds), layout.live(out, seed))
-        with labelled(label):
-            results[seed] = retrain(
-                params,
-                data,
-                strategy,
-                start,
-                masks,
-                [mask_file],
-                seed,
-                args.round,
-                f"{stage}/seed-{seed}",
-                watches[seed],
-            )
-        compute += time.perf_counter() - compute_started
+
+        def train() -> tuple[Watch, tuple]:
+            mask_file = layout.mask(masks_from, seed)
+            masks = load_masks(mask_file, architecture, params.prune.exclude)
+            watch = Watch(label, number, len(params.seeds), layout.live(out, seed))
+            with labelled(label):
+                key = f"{stage}/seed-{seed}"
+                return watch, retrain(params, data, strategy, start, masks, [mask_file], seed, args.round, key, watch)
+
+        return Run(label, train)
+
+    runs = [seed_run(number, seed) for number, seed in enumerate(params.seeds, start=1)]
+    results, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    for seed, (watch, (model, history, momentum)) in zip(params.seeds, results, strict=True):
         log.info(
             "%s round %d seed %d: %d epochs from %s weights",
             args.strategy,
             args.round,
             seed,
-            len(results[seed][1]),
+            len(history),
             strategy.weights,
         )
-    for seed, (model, history, momentum) in results.items():
         if masks_from != out:
             atomic_write_bytes(layout.mask(out, seed), read_file(layout.mask(masks_from, seed)))
         save_tensors(layout.model(out, seed), model.state_dict())
         save_tensors(layout.momentum(out, seed), momentum)
         write_json(layout.history(out, seed), train_log(history))
-        watches[seed].publish()
+        watch.publish()
     write_timing(stage, compute, started)
     finish(stage)
 

@@ -11,12 +11,15 @@ import argparse
 import dataclasses
 import time
 
+from torch import nn
+
 from rewind.metrics import accuracy_and_loss, evaluate
 from rewind.schedule import Duration
 from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
 from stages.shared.files import checked_weights, load_dataset, load_masks, new_model, write_json, write_timing
+from stages.shared.parallel import Run, run_all, worker_count
 from stages.shared.params import Params
 from stages.shared.progress import Watch
 from stages.shared.resumable import finish
@@ -31,37 +34,44 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     stage = f"sweep@{args.strategy}"
     base = params.swept_strategy(args.strategy)
-    data = load_dataset(device_for(params))
+    device = device_for(params)
+    data = load_dataset(device)
     architecture = new_model(params, data, seed=0)  # to check the dense files against
     strategies = {budget: dataclasses.replace(base, budget=Duration.parse(budget)) for budget in params.sweep.budgets}
-    accuracies: dict[tuple[int, float], list[float]] = {}
-    val_accuracies: dict[tuple[int, float], list[float]] = {}
-    runs = len(params.sweep.sparsities) * len(params.seeds) * len(strategies)
-    number = 0
+    points = [(s, seed, b) for s in params.sweep.sparsities for seed in params.seeds for b in params.sweep.budgets]
+    masks = {}
     for sparsity in params.sweep.sparsities:
         for seed in params.seeds:
-            dense_model, dense_mask = layout.model(layout.DENSE, seed), layout.mask(layout.DENSE, seed)
-            weights = checked_weights(architecture, dense_model)
-            masks = next_masks(
-                params, args.strategy, weights, load_masks(dense_mask, architecture), 1.0 - sparsity, seed
-            )
-            for budget, strategy in strategies.items():
-                number += 1
-                label = f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"
-                with labelled(label):
-                    key = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
-                    watch = Watch(label, number, runs)  # no curves: the sweep's result is accuracy per budget
-                    model, _, _ = retrain(
-                        params, data, strategy, layout.DENSE, masks, [dense_mask], seed, 0, key, watch
-                    )
-                accuracies.setdefault((budget, sparsity), []).append(
-                    evaluate(model, masks, data.x_test, data.y_test).accuracy
+            weights = checked_weights(architecture, layout.model(layout.DENSE, seed))
+            dense = load_masks(layout.mask(layout.DENSE, seed), architecture)
+            masks[sparsity, seed] = next_masks(params, args.strategy, weights, dense, 1.0 - sparsity, seed)
+
+    def point_run(number: int, sparsity: float, seed: int, budget: int | str) -> Run:
+        label = f"sweep {args.strategy} budget {budget} at sparsity {sparsity:g} seed {seed}"
+
+        def train() -> nn.Module:
+            scratch = f"{stage}/budget-{budget}/sparsity-{sparsity}/seed-{seed}"
+            watch = Watch(label, number, len(points))  # no curves: the sweep's result is accuracy per budget
+            strategy, dense_mask = strategies[budget], layout.mask(layout.DENSE, seed)
+            with labelled(label):
+                model, _, _ = retrain(
+                    params, data, strategy, layout.DENSE, masks[sparsity, seed], [dense_mask], seed, 0, scratch, watch
                 )
-                val_accuracies.setdefault((budget, sparsity), []).append(
-                    accuracy_and_loss(model, data.x_val, data.y_val)[0]
-                )
+            return model
+
+        return Run(label, train)
+
+    runs = [point_run(number, *point) for number, point in enumerate(points, start=1)]
+    models, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    accuracies: dict[tuple[int | str, float], list[float]] = {}
+    val_accuracies: dict[tuple[int | str, float], list[float]] = {}
+    for (sparsity, seed, budget), model in zip(points, models, strict=True):
+        accuracies.setdefault((budget, sparsity), []).append(
+            evaluate(model, masks[sparsity, seed], data.x_test, data.y_test).accuracy
+        )
+        val_accuracies.setdefault((budget, sparsity), []).append(accuracy_and_loss(model, data.x_val, data.y_val)[0])
     for (budget, sparsity), values in accuracies.items():
-        log.info("%s budget %d at sparsity %g: accuracy %s", args.strategy, budget, sparsity, values)
+        log.info("%s budget %s at sparsity %g: accuracy %s", args.strategy, budget, sparsity, values)
     results = {
         str(budget): {
             layout.sparsity_key(sparsity): {
@@ -74,7 +84,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
         for budget in params.sweep.budgets
     }
     write_json(layout.sweep_result(args.strategy), {"strategy": args.strategy, "budgets": results})
-    write_timing(stage, time.perf_counter() - started, started)
+    write_timing(stage, compute, started)
     finish(stage)
 
 

@@ -23,6 +23,7 @@ from stages.shared import layout
 from stages.shared.device import device_for
 from stages.shared.entry import labelled, log, run_stage
 from stages.shared.files import load_dataset, new_model, place_for_training, write_json, write_timing
+from stages.shared.parallel import Run, run_all, worker_count
 from stages.shared.params import Params
 from stages.shared.progress import Watch
 from stages.shared.resumable import fingerprint_of, finish, publish, scratch_dir, train_resumably
@@ -42,21 +43,29 @@ class DenseRun:
 
 def train_dense(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    data = load_dataset(device_for(params))
-    runs, watches, compute_started = {}, {}, time.perf_counter()
-    for number, seed in enumerate(params.seeds, start=1):
+    device = device_for(params)
+    data = load_dataset(device)
+
+    def seed_run(number: int, seed: int) -> Run:
         label = f"dense seed {seed}"
-        with labelled(label):
-            watches[seed] = Watch(label, number, len(params.seeds), layout.live(layout.DENSE, seed))
-            runs[seed] = train_seed(params, data, seed, watches[seed])
-    compute = time.perf_counter() - compute_started
-    for seed, run in runs.items():
+
+        def train() -> tuple[Watch, DenseRun]:
+            watch = Watch(label, number, len(params.seeds), layout.live(layout.DENSE, seed))
+            with labelled(label):
+                return watch, train_seed(params, data, seed, watch)
+
+        return Run(label, train)
+
+    runs = [seed_run(number, seed) for number, seed in enumerate(params.seeds, start=1)]
+    results, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    for seed, (watch, run) in zip(params.seeds, results, strict=True):
+        log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(run.history), run.history[-1].train_loss)
         publish(run.checkpoints, layout.checkpoint(seed, 0).parent)
         save_tensors(layout.model(layout.DENSE, seed), run.weights)
         save_tensors(layout.momentum(layout.DENSE, seed), run.momentum)
         save_tensors(layout.mask(layout.DENSE, seed), run.masks)
         write_json(layout.history(layout.DENSE, seed), train_log(run.history))
-        watches[seed].publish()
+        watch.publish()
     write_timing(STAGE, compute, started)
     finish(STAGE)
 
@@ -97,7 +106,6 @@ def train_seed(params: Params, data: Dataset, seed: int, watch: Watch) -> DenseR
         on_checkpoint=keep,
         **batch_options(params),
     )
-    log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(history), history[-1].train_loss)
     return DenseRun(model.state_dict(), final_momentum, masks, history, [f for pair in files.values() for f in pair])
 
 

@@ -141,6 +141,16 @@ class SweepParams(Strict):
     budgets: Annotated[list[Budget], Field(min_length=1)]
 
 
+class ExportParams(Strict):
+    """What `export@<strategy>` writes beyond every round's compact file (and, under filter pruning,
+    its slimmed network): ONNX, which costs a second or more a seed, only for the rounds named here."""
+
+    onnx: list[str]  # `lrr-round5`: that round of lrr; `lrr`: every round of lrr
+
+
+ONNX_ITEM = re.compile(r"^(?P<strategy>[a-z][a-z0-9_]*)(-round(?P<round>\d+))?$")
+
+
 class RoundParams(Strict):
     id: Annotated[int, Field(ge=0)]
     prev: str
@@ -157,6 +167,7 @@ class Params(Strict):
     controls: ControlsParams
     rounds: list[RoundParams]
     sweep: SweepParams
+    export: ExportParams
 
     def shapes(self) -> tuple[tuple[int, ...], int]:
         """What the models are built for: one example's shape and the number of classes."""
@@ -205,6 +216,15 @@ class Params(Strict):
     def pruning_method(self, strategy: str) -> str:
         """The strategy's own pruning method if it sets one (a control), else prune.method."""
         return self.strategies[strategy].pruning or self.prune.method
+
+    def onnx_rounds(self, strategy: str) -> set[int]:
+        """The rounds of `strategy` that `export.onnx` asks to be exported to ONNX."""
+        rounds = set()
+        for item in self.export.onnx:
+            found = ONNX_ITEM.match(item)
+            if found and found["strategy"] == strategy:
+                rounds |= {spec.id for spec in self.rounds} if found["round"] is None else {int(found["round"])}
+        return rounds
 
     def round(self, index: int) -> RoundParams:
         if not 0 <= index < len(self.rounds):
@@ -340,6 +360,7 @@ def consistency_problems(params: Params) -> list[str]:
             problems.append(f"{key}: a value is listed twice")
     problems += _round_problems(params)
     problems += _exclude_problems(params)
+    problems += _export_problems(params)
     return problems
 
 
@@ -501,6 +522,23 @@ def _round_problems(params: Params) -> list[str]:
             )
         if prune.sparsities != sorted(set(prune.sparsities)):
             problems.append("prune.sparsities: must be strictly increasing")
+    return problems
+
+
+def _export_problems(params: Params) -> list[str]:
+    """Every `export.onnx` item names a compared strategy (the exported ones), and a round that exists."""
+    problems = []
+    for item in params.export.onnx:
+        found = ONNX_ITEM.match(item)
+        if found is None:
+            problems.append(f"export.onnx: {item!r} is neither a strategy (lrr) nor one of its rounds (lrr-round5)")
+        elif found["strategy"] not in params.compare:
+            problems.append(f"export.onnx: {item!r}: {found['strategy']} is not compared; compared: {params.compare}")
+        elif found["round"] is not None and int(found["round"]) >= len(params.rounds):
+            last = len(params.rounds) - 1
+            problems.append(f"export.onnx: {item!r}: no round {found['round']}; rounds are 0 … {last}")
+    if len(set(params.export.onnx)) != len(params.export.onnx):
+        problems.append("export.onnx: an item is listed twice")
     return problems
 
 

@@ -26,6 +26,14 @@ log = logging.getLogger("rewind")
 
 EPOCH_LINE = "{label}: epoch {epoch}/{epochs}, run {run}/{runs}  lr {lr:.4g}  loss {loss:.4f}  train acc {accuracy:.4f}"
 EPOCH_PATTERN = re.compile(r": epoch (\d+)/(\d+), run (\d+)/(\d+)  lr ")
+_bar_row = 0  # the terminal row of this process's bar: runs training side by side each keep their own
+
+
+def set_bar_row(row: int) -> None:
+    """Draw this process's bars on terminal row `row` (0: the first), below those of other runs
+    training at the same time (stages/shared/parallel.py)."""
+    global _bar_row
+    _bar_row = row
 
 
 def stage_fraction(line: str) -> float | None:
@@ -60,9 +68,11 @@ class Watch:
         if self._output is not None:
             self._folder = self._output if under_dvc() else scratch / "live"
             self._curves = Curves(self._folder, done)
-        if sys.stderr.isatty():
-            resumed = sum(record.steps for record in done)
-            self._bar = tqdm(total=len(steps), initial=resumed, desc=self.label, unit="batch", dynamic_ncols=True)
+        resumed = sum(record.steps for record in done)
+        if sys.stderr.isatty() and resumed < len(steps):  # no bar for a run with nothing left to train
+            self._bar = tqdm(
+                total=len(steps), initial=resumed, desc=self.label, unit="batch", dynamic_ncols=True, position=_bar_row
+            )
             self._bar.set_postfix_str(f"epoch {len(done)}/{self._epochs}")  # epochs done
 
     @property
