@@ -16,12 +16,13 @@ by side instead).
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -68,9 +69,23 @@ def run_all(runs: Sequence[Run[T]], workers: int) -> tuple[list[T], float]:
     results, seconds = [], 0.0
     for index, run in enumerate(runs):
         started = time.perf_counter()
-        results.append(run.train())
+        with _quiet(index in trained_elsewhere):  # its "resuming after its last step" line says nothing new
+            results.append(run.train())
         seconds += trained_elsewhere.get(index, time.perf_counter() - started)
     return results, seconds
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """The stage's info lines held back while it only loads a run a child trained."""
+    logger = logging.getLogger("rewind")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _train_in_children(runs: Sequence[Run[T]], workers: int) -> dict[int, float]:

@@ -104,11 +104,7 @@ def train_resumably(
         weights, saved_momentum, history = progress
         model.load_state_dict({name: w.to(next(model.parameters()).device) for name, w in weights.items()})
         resume = Resume(sum(record.steps for record in history), saved_momentum)
-        if resume.steps_done < len(rates):
-            saved = folder / PROGRESS
-            log.info("%s: resuming after step %d of %d from %s", scratch, resume.steps_done, len(rates), saved)
-        else:  # trained already: by a worker of stages/shared/parallel.py, or before a kill among the writes
-            log.debug("%s: trained already; loaded from %s", scratch, folder / PROGRESS)
+        log.info("%s: resuming after step %d of %d from %s", scratch, resume.steps_done, len(rates), folder / PROGRESS)
     final_momentum = resume.momentum if resume is not None else dict(momentum or {})
 
     def record(epoch: EpochRecord, trained: nn.Module, optimizer: MaskedSGD) -> None:

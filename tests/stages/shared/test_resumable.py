@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from stages.shared.parallel import WORKERS_ENV
 from stages.shared.resumable import PROGRESS, scratch_dir
 from tests.conftest import copy_of, dvc, make_project, project_env, run, tiny_params
 
@@ -32,10 +33,12 @@ def outputs(project: Path) -> dict[str, str]:
 
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
+    """`cmd` training its seeds one after the other, so each kill point is the moment it names (runs
+    trained side by side are killed and resumed in tests/stages/shared/test_parallel.py)."""
     return subprocess.Popen(
         cmd,
         cwd=cwd,
-        env=project_env(),
+        env=project_env() | {WORKERS_ENV: "1"},
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
