@@ -17,9 +17,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from dvclive.plots import Metric
-from dvclive.serialize import dump_json
-
 from rewind.train import EpochRecord
 
 CURVES = ("train_loss", "train_accuracy", "lr")
@@ -30,11 +27,15 @@ class Curves:
     `plots/metrics/<name>.tsv`), and the last epoch's values (`metrics.json`)."""
 
     def __init__(self, folder: Path, done: Sequence[EpochRecord]) -> None:
+        # imported here: dvclive brings requests and parts of DVC (README: Performance), which the
+        # stages importing this module without keeping curves (prune, sweep) need not pay
+        from dvclive.plots import Metric
+
         shutil.rmtree(folder, ignore_errors=True)
         self._summary = folder / "metrics.json"
         self._metrics = [Metric(name, str(folder / "plots")) for name in CURVES]
         self._step = 0
-        dump_json({}, self._summary)
+        self._dump_json({})
         for metric in self._metrics:  # every curve exists, empty if the run trains no epoch
             metric.output_path.write_text(f"step\t{metric.name}{os.linesep}", encoding="utf-8")
         for record in done:
@@ -45,5 +46,10 @@ class Curves:
         for metric in self._metrics:
             metric.step = self._step
             metric.dump(getattr(record, metric.name), timestamp=False)
-        dump_json({name: getattr(record, name) for name in CURVES} | {"step": self._step}, self._summary)
+        self._dump_json({name: getattr(record, name) for name in CURVES} | {"step": self._step})
         self._step += 1
+
+    def _dump_json(self, values: dict) -> None:
+        from dvclive.serialize import dump_json
+
+        dump_json(values, self._summary)
