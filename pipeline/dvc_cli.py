@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pipeline import QUIET_ENV, PipelineError
+from stages.shared.parallel import WORKERS_ENV
 
 POLL_SECONDS = 0.05
 RETRIES_PER_TIMEOUT = 6  # dvc.lock.Lock.lock() waits DEFAULT_TIMEOUT / 6 between its tries
@@ -126,7 +127,9 @@ def metrics(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def repro(project: Path, stage: str, on_line: Callable[[str], None] = lambda _: None) -> Reproduced:
     """`dvc repro -s stage`: what DVC did, or StageFailed (TransientStageFailure when a retry may
     pass). Each line DVC and the stage print goes to `on_line` as it comes (see `streamed`)."""
-    result = streamed(project, "repro", "--single-item", stage, on_line=on_line, env=parallel_stage_env())
+    # one training run at a time in each stage: the flow runs stages side by side instead
+    env = parallel_stage_env() | {WORKERS_ENV: "1"}
+    result = streamed(project, "repro", "--single-item", stage, on_line=on_line, env=env)
     if result.returncode != 0:
         raise failure_of(stage, result)
     return Reproduced(outcome_of(stage, result.stdout), _printed(result))

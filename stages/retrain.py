@@ -45,7 +45,7 @@ def retrain_round(params: Params, args: argparse.Namespace) -> None:
         return Run(label, train)
 
     runs = [seed_run(number, seed) for number, seed in enumerate(params.seeds, start=1)]
-    results, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    results, compute = run_all(runs, worker_count(params.train.threads, device.type, len(runs)))
     for seed, (watch, (model, history, momentum)) in zip(params.seeds, results, strict=True):
         log.info(
             "%s round %d seed %d: %d epochs from %s weights",

@@ -62,7 +62,7 @@ def sweep_strategy(params: Params, args: argparse.Namespace) -> None:
         return Run(label, train)
 
     runs = [point_run(number, *point) for number, point in enumerate(points, start=1)]
-    models, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    models, compute = run_all(runs, worker_count(params.train.threads, device.type, len(runs)))
     accuracies: dict[tuple[int | str, float], list[float]] = {}
     val_accuracies: dict[tuple[int | str, float], list[float]] = {}
     for (sparsity, seed, budget), model in zip(points, models, strict=True):

@@ -57,7 +57,7 @@ def train_dense(params: Params, args: argparse.Namespace) -> None:
         return Run(label, train)
 
     runs = [seed_run(number, seed) for number, seed in enumerate(params.seeds, start=1)]
-    results, compute = run_all(runs, worker_count(params.train.threads, device, len(runs)))
+    results, compute = run_all(runs, worker_count(params.train.threads, device.type, len(runs)))
     for seed, (watch, run) in zip(params.seeds, results, strict=True):
         log.info("dense seed %d: %d epochs, final train loss %.4f", seed, len(run.history), run.history[-1].train_loss)
         publish(run.checkpoints, layout.checkpoint(seed, 0).parent)

@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import torch
-
 from rewind import RewindError
-from stages.shared import progress
 
 WORKERS_ENV = "REWIND_WORKERS"
 PR_SET_PDEATHSIG = 1
@@ -47,7 +44,7 @@ class Run(Generic[T]):
     train: Callable[[], T]
 
 
-def worker_count(threads: int | None, device: torch.device, runs: int) -> int:
+def worker_count(threads: int | None, device_type: str, runs: int) -> int:
     """How many runs train at once: `REWIND_WORKERS` if set, else one per `threads` usable cores
     (one when `threads` is null: a run then takes every core), one on a GPU; never more than `runs`."""
     forced = os.environ.get(WORKERS_ENV, "").strip()
@@ -59,7 +56,7 @@ def worker_count(threads: int | None, device: torch.device, runs: int) -> int:
         wanted = 1
     else:
         wanted = max(1, len(os.sched_getaffinity(0)) // threads)
-    return 1 if device.type != "cpu" else max(1, min(wanted, runs))
+    return 1 if device_type != "cpu" else max(1, min(wanted, runs))
 
 
 def run_all(runs: Sequence[Run[T]], workers: int) -> tuple[list[T], float]:
@@ -151,6 +148,8 @@ def _child(run: Run, report: int, parent: int, slot: int) -> None:
     code, message = EXIT_FAILED, ""
     try:
         _die_with(parent)
+        from stages.shared import progress  # imports torch: not for the flow, which only reads WORKERS_ENV
+
         progress.set_bar_row(slot)
         started = time.perf_counter()
         run.train()
