@@ -33,6 +33,13 @@ PR_SET_PDEATHSIG = 1
 EXIT_FAILED, EXIT_REWIND_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_CHARS = 4000  # a child's report stays far below a pipe's capacity: it never blocks before exiting
 T = TypeVar("T")
+_slot = 0  # which of the runs training at once this process trains: 0 in the stage itself
+
+
+def slot() -> int:
+    """Which of the runs training at once this process trains (0 in the stage itself): the
+    terminal row its progress bar keeps, below those of the others."""
+    return _slot
 
 
 @dataclass(frozen=True)
@@ -148,9 +155,8 @@ def _child(run: Run, report: int, parent: int, slot: int) -> None:
     code, message = EXIT_FAILED, ""
     try:
         _die_with(parent)
-        from stages.shared import progress  # imports torch: not for the flow, which only reads WORKERS_ENV
-
-        progress.set_bar_row(slot)
+        global _slot
+        _slot = slot
         started = time.perf_counter()
         run.train()
         code, message = 0, repr(time.perf_counter() - started)

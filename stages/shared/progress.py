@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rewind.train import EpochRecord
+from stages.shared import parallel
 from stages.shared.curves import Curves
 from stages.shared.entry import under_dvc
 from stages.shared.files import replace_folder
@@ -26,14 +27,6 @@ log = logging.getLogger("rewind")
 
 EPOCH_LINE = "{label}: epoch {epoch}/{epochs}, run {run}/{runs}  lr {lr:.4g}  loss {loss:.4f}  train acc {accuracy:.4f}"
 EPOCH_PATTERN = re.compile(r": epoch (\d+)/(\d+), run (\d+)/(\d+)  lr ")
-_bar_row = 0  # the terminal row of this process's bar: runs training side by side each keep their own
-
-
-def set_bar_row(row: int) -> None:
-    """Draw this process's bars on terminal row `row` (0: the first), below those of other runs
-    training at the same time (stages/shared/parallel.py)."""
-    global _bar_row
-    _bar_row = row
 
 
 def stage_fraction(line: str) -> float | None:
@@ -70,8 +63,9 @@ class Watch:
             self._curves = Curves(self._folder, done)
         resumed = sum(record.steps for record in done)
         if sys.stderr.isatty() and resumed < len(steps):  # no bar for a run with nothing left to train
+            row = parallel.slot()  # runs training side by side keep a row each
             self._bar = tqdm(
-                total=len(steps), initial=resumed, desc=self.label, unit="batch", dynamic_ncols=True, position=_bar_row
+                total=len(steps), initial=resumed, desc=self.label, unit="batch", dynamic_ncols=True, position=row
             )
             self._bar.set_postfix_str(f"epoch {len(done)}/{self._epochs}")  # epochs done
 
