@@ -17,6 +17,7 @@ from bench import micro, portable, repro
 from bench.project import Project, default_params, quick_params, small_params
 from bench.sandbox import make_project
 from bench.table import render
+from stages.shared.parallel import WORKERS_ENV
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
@@ -44,23 +45,29 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def dvc_sections(quick: bool, root: Path) -> dict:
-    """Sections 2-6 on throwaway copies: the default params (tiny ones with --quick)."""
-    project = Project(root / "main", quick_params() if quick else default_params())
+def dvc_sections(quick: bool, root: Path, before: str | None) -> dict:
+    """Sections 2-6 on throwaway copies: the default params (tiny ones with --quick); with `before`,
+    the breakdown of that git revision's clean repro too (its code and its params.yaml), in the same run."""
+    params = quick_params() if quick else default_params()
+    project = Project(root / "main", params)
     full = project.repro()
+    sequential = Project(root / "sequential", params, extra_env={WORKERS_ENV: "1"})
+    reps = 1 if quick else 3
     results = {
-        "stage_overhead": repro.stage_overhead(project, full, 1 if quick else 3),
+        "stage_overhead": repro.stage_overhead(project, full, sequential, sequential.repro(), reps),
         "memory": repro.memory(full),
         "noop": repro.noop(project, 1 if quick else 5),
         "incremental": repro.incremental(project, full),
     }
+    if before is not None:
+        results["stage_overhead_before"] = repro.revision_overhead(before, root / "before", reps)
     source = make_project(root / "parallel", quick_params() if quick else small_params())
     results["parallel"] = repro.parallel(source, quick)
     results["parallel"]["config"] = "quick" if quick else "tiny_params() with a 4-point sweep"
     return results
 
 
-def run(quick: bool) -> dict:
+def run(quick: bool, before: str | None = None) -> dict:
     started = time.perf_counter()
     results: dict = {"mode": "quick" if quick else "full", "machine": machine()}
     sections = {}
@@ -71,7 +78,7 @@ def run(quick: bool) -> dict:
     with _section(sections, "portable_kernels"):
         results["portable_kernels"] = portable.section(quick)
     with _section(sections, "dvc"), tempfile.TemporaryDirectory(prefix="rewind-bench-") as tmp:
-        results |= dvc_sections(quick, Path(tmp))
+        results |= dvc_sections(quick, Path(tmp), before)
     results["section_seconds"] = sections
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["seconds"] = time.perf_counter() - started
@@ -96,10 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         "(stage processes use params.yaml train.threads)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also break down the clean repro of this git revision (its code and params.yaml): a before/after",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:  # a CPU shared with other jobs: 2 threads on a busy 2-core machine thrash
         torch.set_num_threads(args.threads)
-    results = run(args.quick)
+    results = run(args.quick, args.before)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
     print(f"\n{results['mode']} run, {results['seconds']:.0f} s; written to {args.out}", file=sys.stderr)

@@ -87,10 +87,12 @@ def default_params() -> dict:
 
 
 class Project:
-    """A committed copy of the code and `params` under `root`, with a shim bin folder beside it."""
+    """A committed copy of the code (of this checkout, or of `source`) and `params` under `root`,
+    with a shim bin folder beside it; its commands run with `extra_env` added to the stages' own."""
 
-    def __init__(self, root: Path, params: dict) -> None:
-        self.path = make_project(root / "project", params)
+    def __init__(self, root: Path, params: dict, source: Path = ROOT, extra_env: dict[str, str] | None = None) -> None:
+        self.path = make_project(root / "project", params, source)
+        self.extra_env = extra_env or {}
         self.bin = root / "bin"
         self.bin.mkdir()
         self.log = root / "stages.jsonl"
@@ -100,7 +102,7 @@ class Project:
 
     def env(self, observed: bool = True) -> dict[str, str]:
         """The stages' environment (telemetry off); `observed` puts the shim first on PATH."""
-        env = stage_env()
+        env = stage_env() | self.extra_env
         if observed:
             env["PATH"] = f"{self.bin}:{env['PATH']}"
         return env
