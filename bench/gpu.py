@@ -1,0 +1,215 @@
+"""`python -m bench.gpu`: the training loop on a GPU, at paper shapes, every figure against a
+baseline measured in the same run.
+
+- our loop (`rewind.train.train`: masks kept at zero, every step's rate from the schedule, data
+  order from the seed) against a minimal plain-PyTorch loop (`torch.optim.SGD`) on the same data,
+  in fp32 and in the presets' bf16 autocast with channels-last weights;
+- a pruned network's step (`MaskedSGD`, 90% of weights masked) against a dense `torch.optim.SGD` step;
+- an epoch of CIFAR-10's size for ResNet-20 and ResNet-56, so the paper's runs can be priced;
+- whether two runs of the same training on the GPU give the same bits (the stages ask CUDA for
+  deterministic algorithms, as this does): promised on the CPU, measured here for the GPU.
+
+Data are random tensors of CIFAR-10's shapes held on the GPU, as the stages hold a dataset: the
+loop's speed does not depend on the pixels. `--device cpu --quick` runs the same code on the CPU
+(the test suite does), for a machine without a GPU.
+"""
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.micro import LR, MOMENTUM, WEIGHT_DECAY, sparse_masks, step_fn
+from bench.stats import interleaved, ratios, summary
+from rewind.data import Dataset, batches
+from rewind.models import build_model
+from rewind.optim import MaskedSGD
+from rewind.prune import full_masks
+from rewind.train import SGD, train
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "gpu.json"
+CIFAR_SHAPE, CIFAR_TRAIN, BATCH = (3, 32, 32), 50_000, 128
+
+
+def cifar_like(samples: int, device: torch.device) -> Dataset:
+    """Random tensors of CIFAR-10's shapes on `device`."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(samples, *CIFAR_SHAPE, generator=generator).to(device)
+    y = torch.randint(0, 10, (samples,), generator=generator).to(device)
+    return Dataset(x, y, x[:1], y[:1], 10)
+
+
+def timed(device: torch.device, action: Callable[[], object]) -> Callable[[], None]:
+    """`action`, waiting for the device at its end: a GPU queues work and returns at once."""
+
+    def run() -> None:
+        action()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return run
+
+
+def plain_epoch(model: nn.Module, data: Dataset, bf16: bool) -> None:
+    """The minimal loop on the same batches: torch.optim.SGD, autocast when asked, nothing else."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    model.train()
+    for x, y in batches(data.x_train, data.y_train, BATCH, torch.Generator().manual_seed(0)):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def loop_against_plain(name: str, data: Dataset, bf16: bool, repetitions: int) -> dict:
+    """Samples/s of our loop and of the plain one, one epoch of `data` per repetition, interleaved."""
+    device = data.x_train.device
+    layout = torch.channels_last if bf16 else torch.preserve_format
+    ours = build_model(name, CIFAR_SHAPE, 10, seed=0).to(device, memory_format=layout)
+    plain = copy.deepcopy(ours)
+    masks = {n: m.to(device) for n, m in full_masks(ours).items()}
+    sgd = SGD(BATCH, MOMENTUM, WEIGHT_DECAY)
+    precision = "bf16" if bf16 else "fp32"
+    actions = {
+        "ours": timed(device, lambda: train(ours, data, [LR], masks, sgd, seed=0, precision=precision)),
+        "plain": timed(device, lambda: plain_epoch(plain, data, bf16)),
+    }
+    for action in actions.values():  # warm-up: kernels chosen, allocator filled
+        action()
+    times = interleaved(actions, repetitions)
+    samples = len(data.y_train)
+    return {
+        "model": name,
+        "precision": precision,
+        "channels_last": bf16,
+        "samples_per_epoch": samples,
+        "ours_samples_per_second": summary([samples / t for t in times["ours"]]),
+        "plain_samples_per_second": summary([samples / t for t in times["plain"]]),
+        "ratio": ratios(times["plain"], times["ours"]),
+        "cifar10_epoch_seconds": summary([t * CIFAR_TRAIN / samples for t in times["ours"]]),
+    }
+
+
+def masked_step(name: str, device: torch.device, repetitions: int, steps: int) -> dict:
+    """Seconds per step of MaskedSGD at 90% sparsity against a dense torch.optim.SGD step."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH, *CIFAR_SHAPE, generator=generator).to(device)
+    y = torch.randint(0, 10, (BATCH,), generator=generator).to(device)
+    dense_model = build_model(name, CIFAR_SHAPE, 10, seed=0).to(device)
+    masked_model = copy.deepcopy(dense_model)
+    plain = torch.optim.SGD(dense_model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    masks = {n: m.to(device) for n, m in sparse_masks(masked_model, 0.9).items()}
+    masked = MaskedSGD(masked_model, masks, MOMENTUM, WEIGHT_DECAY, False)
+    dense = step_fn(dense_model, x, y, lambda: plain.zero_grad(set_to_none=True), plain.step)
+    pruned = step_fn(masked_model, x, y, masked.zero_grad, lambda: masked.step(LR))
+
+    def repeat(step: Callable[[], None]) -> Callable[[], None]:
+        return timed(device, lambda: [step() for _ in range(steps)])
+
+    actions = {"dense": repeat(dense), "masked": repeat(pruned)}
+    for action in actions.values():
+        action()
+    times = interleaved(actions, repetitions)
+    return {
+        "model": name,
+        "sparsity": 0.9,
+        "dense_step_seconds": summary([t / steps for t in times["dense"]]),
+        "masked_step_seconds": summary([t / steps for t in times["masked"]]),
+        "ratio": ratios(times["masked"], times["dense"]),
+    }
+
+
+def same_bits(data: Dataset, bf16: bool, steps: int) -> dict:
+    """Two runs of the same `steps` of training from the same seed: the SHA-256 of their weights."""
+    digests, precision = [], "bf16" if bf16 else "fp32"
+    sgd = SGD(BATCH, MOMENTUM, WEIGHT_DECAY)
+    for _ in range(2):
+        model = build_model("resnet20", CIFAR_SHAPE, 10, seed=0).to(data.x_train.device)
+        masks = {n: m.to(data.x_train.device) for n, m in full_masks(model).items()}
+        train(model, data, [LR] * steps, masks, sgd, seed=0, precision=precision)
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digests.append(digest.hexdigest())
+    return {"precision": precision, "steps": steps, "digests": digests, "identical": len(set(digests)) == 1}
+
+
+def machine(device: torch.device) -> dict:
+    described = {"python": platform.python_version(), "torch": torch.__version__, "device": device.type}
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        described |= {
+            "gpu": properties.name,
+            "multiprocessors": properties.multi_processor_count,
+            "memory_gib": properties.total_memory / 2**30,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        }
+    return described
+
+
+def run(device: torch.device, quick: bool) -> dict:
+    if device.type == "cuda":  # as the stages set it up (stages/shared/device.py)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    samples = BATCH * (2 if quick else 100)
+    repetitions = 2 if quick else 5
+    data = cifar_like(samples, device)
+    models = ["resnet20"] if quick else ["resnet20", "resnet56"]
+    results: dict = {"mode": "quick" if quick else "full", "machine": machine(device)}
+    started = time.perf_counter()
+    results["loop"] = [loop_against_plain(m, data, bf16, repetitions) for m in models for bf16 in (False, True)]
+    results["masked_step"] = masked_step(models[-1], device, repetitions, 2 if quick else 20)
+    steps = 2 if quick else 40
+    results["determinism"] = [same_bits(cifar_like(BATCH * 4, device), bf16, steps) for bf16 in (False, True)]
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def render(results: dict) -> str:
+    lines = [f"{results['machine']}"]
+    for case in results["loop"]:
+        ours, ratio = case["ours_samples_per_second"]["median"], case["ratio"]["median"]
+        epoch = case["cifar10_epoch_seconds"]["median"]
+        lines.append(
+            f"{case['model']} {case['precision']}: our loop {ours:,.0f} samples/s, {ratio:.3f}× the plain loop's speed "
+            f"(spread {case['ratio']['min']:.3f}–{case['ratio']['max']:.3f}); a CIFAR-10 epoch {epoch:.2f} s"
+        )
+    step = results["masked_step"]
+    lines.append(f"masked step / dense step ({step['model']}, 90% pruned): {step['ratio']['median']:.3f}×")
+    for check in results["determinism"]:
+        lines.append(f"two identical {check['precision']} runs give the same bits: {check['identical']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that it runs, not figures")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: python -m bench.gpu: no CUDA device here; --device cpu runs it on the CPU", file=sys.stderr)
+        return 2
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
+    results = run(device, args.quick)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
