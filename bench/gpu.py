@@ -10,8 +10,8 @@ baseline measured in the same run.
   deterministic algorithms, as this does): promised on the CPU, measured here for the GPU.
 
 Data are random tensors of CIFAR-10's shapes held on the GPU, as the stages hold a dataset: the
-loop's speed does not depend on the pixels. `--device cpu --quick` runs the same code on the CPU
-(the test suite does), for a machine without a GPU.
+loop's speed does not depend on the pixels. `--device cpu --quick` runs the same code on the CPU,
+at batch 16, for a machine without a GPU (the test suite does).
 """
 
 import argparse
@@ -38,7 +38,7 @@ from rewind.prune import full_masks
 from rewind.train import SGD, train
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "gpu.json"
-CIFAR_SHAPE, CIFAR_TRAIN, BATCH = (3, 32, 32), 50_000, 128
+CIFAR_SHAPE, CIFAR_TRAIN, BATCH, QUICK_BATCH = (3, 32, 32), 50_000, 128, 16
 
 
 def cifar_like(samples: int, device: torch.device) -> Dataset:
@@ -60,11 +60,11 @@ def timed(device: torch.device, action: Callable[[], object]) -> Callable[[], No
     return run
 
 
-def plain_epoch(model: nn.Module, data: Dataset, bf16: bool) -> None:
+def plain_epoch(model: nn.Module, data: Dataset, batch: int, bf16: bool) -> None:
     """The minimal loop on the same batches: torch.optim.SGD, autocast when asked, nothing else."""
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     model.train()
-    for x, y in batches(data.x_train, data.y_train, BATCH, torch.Generator().manual_seed(0)):
+    for x, y in batches(data.x_train, data.y_train, batch, torch.Generator().manual_seed(0)):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -72,18 +72,18 @@ def plain_epoch(model: nn.Module, data: Dataset, bf16: bool) -> None:
         optimizer.step()
 
 
-def loop_against_plain(name: str, data: Dataset, bf16: bool, repetitions: int) -> dict:
+def loop_against_plain(name: str, data: Dataset, batch: int, bf16: bool, repetitions: int) -> dict:
     """Samples/s of our loop and of the plain one, one epoch of `data` per repetition, interleaved."""
     device = data.x_train.device
     layout = torch.channels_last if bf16 else torch.preserve_format
     ours = build_model(name, CIFAR_SHAPE, 10, seed=0).to(device, memory_format=layout)
     plain = copy.deepcopy(ours)
     masks = {n: m.to(device) for n, m in full_masks(ours).items()}
-    sgd = SGD(BATCH, MOMENTUM, WEIGHT_DECAY)
+    sgd = SGD(batch, MOMENTUM, WEIGHT_DECAY)
     precision = "bf16" if bf16 else "fp32"
     actions = {
         "ours": timed(device, lambda: train(ours, data, [LR], masks, sgd, seed=0, precision=precision)),
-        "plain": timed(device, lambda: plain_epoch(plain, data, bf16)),
+        "plain": timed(device, lambda: plain_epoch(plain, data, batch, bf16)),
     }
     for action in actions.values():  # warm-up: kernels chosen, allocator filled
         action()
@@ -93,6 +93,7 @@ def loop_against_plain(name: str, data: Dataset, bf16: bool, repetitions: int) -
         "model": name,
         "precision": precision,
         "channels_last": bf16,
+        "batch_size": batch,
         "samples_per_epoch": samples,
         "ours_samples_per_second": summary([samples / t for t in times["ours"]]),
         "plain_samples_per_second": summary([samples / t for t in times["plain"]]),
@@ -101,11 +102,11 @@ def loop_against_plain(name: str, data: Dataset, bf16: bool, repetitions: int) -
     }
 
 
-def masked_step(name: str, device: torch.device, repetitions: int, steps: int) -> dict:
+def masked_step(name: str, device: torch.device, batch: int, repetitions: int, steps: int) -> dict:
     """Seconds per step of MaskedSGD at 90% sparsity against a dense torch.optim.SGD step."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, *CIFAR_SHAPE, generator=generator).to(device)
-    y = torch.randint(0, 10, (BATCH,), generator=generator).to(device)
+    x = torch.randn(batch, *CIFAR_SHAPE, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch,), generator=generator).to(device)
     dense_model = build_model(name, CIFAR_SHAPE, 10, seed=0).to(device)
     masked_model = copy.deepcopy(dense_model)
     plain = torch.optim.SGD(dense_model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -124,16 +125,17 @@ def masked_step(name: str, device: torch.device, repetitions: int, steps: int) -
     return {
         "model": name,
         "sparsity": 0.9,
+        "batch_size": batch,
         "dense_step_seconds": summary([t / steps for t in times["dense"]]),
         "masked_step_seconds": summary([t / steps for t in times["masked"]]),
         "ratio": ratios(times["masked"], times["dense"]),
     }
 
 
-def same_bits(data: Dataset, bf16: bool, steps: int) -> dict:
+def same_bits(data: Dataset, batch: int, bf16: bool, steps: int) -> dict:
     """Two runs of the same `steps` of training from the same seed: the SHA-256 of their weights."""
     digests, precision = [], "bf16" if bf16 else "fp32"
-    sgd = SGD(BATCH, MOMENTUM, WEIGHT_DECAY)
+    sgd = SGD(batch, MOMENTUM, WEIGHT_DECAY)
     for _ in range(2):
         model = build_model("resnet20", CIFAR_SHAPE, 10, seed=0).to(data.x_train.device)
         masks = {n: m.to(data.x_train.device) for n, m in full_masks(model).items()}
@@ -164,16 +166,18 @@ def run(device: torch.device, quick: bool) -> dict:
     if device.type == "cuda":  # as the stages set it up (stages/shared/device.py)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    samples = BATCH * (2 if quick else 100)
+    batch = QUICK_BATCH if quick else BATCH
+    samples = batch * (2 if quick else 100)
     repetitions = 2 if quick else 5
     data = cifar_like(samples, device)
     models = ["resnet20"] if quick else ["resnet20", "resnet56"]
     results: dict = {"mode": "quick" if quick else "full", "machine": machine(device)}
     started = time.perf_counter()
-    results["loop"] = [loop_against_plain(m, data, bf16, repetitions) for m in models for bf16 in (False, True)]
-    results["masked_step"] = masked_step(models[-1], device, repetitions, 2 if quick else 20)
+    results["loop"] = [loop_against_plain(m, data, batch, bf16, repetitions) for m in models for bf16 in (False, True)]
+    results["masked_step"] = masked_step(models[-1], device, batch, repetitions, 2 if quick else 20)
     steps = 2 if quick else 40
-    results["determinism"] = [same_bits(cifar_like(BATCH * 4, device), bf16, steps) for bf16 in (False, True)]
+    batches_of_four = cifar_like(batch * 4, device)
+    results["determinism"] = [same_bits(batches_of_four, batch, bf16, steps) for bf16 in (False, True)]
     results["seconds"] = time.perf_counter() - started
     return results
 
