@@ -92,26 +92,27 @@ import json, subprocess, sys
 def status(*args):
     done = subprocess.run(["dvc", "status", "--json", *args], capture_output=True, text=True)
     if done.returncode:
-        sys.exit(f"make pull: dvc status {' '.join(args)} failed after dvc fetch: {done.stderr.strip()}")
+        sys.exit(f"make pull: {' '.join(['dvc status', *args])} failed after dvc fetch: {done.stderr.strip()}")
     return json.loads(done.stdout)
-changed = [entry.get("changed outs", {}) for entries in status().values() for entry in entries if isinstance(entry, dict)]
-lacking = sorted({path for outs in changed for path, state in outs.items() if state == "not in cache"})
+outs = [entry.get("changed outs", {}) for entries in status().values() for entry in entries if isinstance(entry, dict)]
+lacking = sorted({path for changed in outs for path, state in changed.items() if state == "not in cache"})
 files = status("--cloud") if lacking else {}
 why = {"deleted": "damaged: its content does not match its hash", "missing": "missing"}
 def phrases(out):
     inside = sorted(path for path in files if files[path] in why and (path == out or path.startswith(out + "/")))
-    return [f"{path} ({why[files[path]]})" for path in inside] or [f"{out} (damaged: its file list does not match its hash)"]
+    named = [f"{path} ({why[files[path]]})" for path in inside]
+    return named or [f"{out} (damaged: its file list does not match its hash)"]
 print(", ".join(phrase for out in lacking for phrase in phrases(out)))
 endef
-export NOT_FETCHED
 
 # Download the outputs dvc.lock names from the default remote, every file rehashed (`verify`), and
 # check them out only when all arrived intact: `dvc pull` would check out the rest and delete an
 # output it cannot replace; here the workspace stays as it was, and one line names the files.
+pull: export NOT_FETCHED_PY = $(NOT_FETCHED)
 pull: setup
 	$(call remote_check,test -d "$$url",$$url does not exist,$(verify_check))
 	dvc fetch
-	@lacking=$$($(PYTHON) -c "$$NOT_FETCHED") || exit 1; [ -z "$$lacking" ] || { name=$$(dvc config core.remote); \
+	@lacking=$$($(PYTHON) -c "$$NOT_FETCHED_PY") || exit 1; [ -z "$$lacking" ] || { name=$$(dvc config core.remote); \
 		echo "make pull: DVC remote '$$name' ($$(dvc config "remote.$$name.url")) has no intact copy of $$lacking; nothing checked out" >&2; exit 1; }
 	dvc checkout
 
