@@ -58,26 +58,63 @@ bench: setup
 bench-flow: setup
 	$(PYTHON) -m bench.flow
 
-# Results through a DVC remote: `dvc remote add -d <name> <url>` once (README), then push/pull.
-# Both stop with one line when no default remote is set, or when a local remote cannot be
-# reached ($(1): the check of a local path; $(2): what failed). DVC's own messages for these
-# are several lines, or (pull) a list of every output.
+# Results through a DVC remote: `dvc remote add -d <name> <url>` and `dvc remote modify <name>
+# verify true` once (README), then push/pull. Both stop with one line when no default remote is
+# set, or when a local remote cannot be reached ($(1): the check of a local path; $(2): what
+# failed; $(3): a further check). DVC's own messages for these are several lines, or (pull) a
+# list of every output.
 .PHONY: push pull
-remote_check = @name=$$(dvc config core.remote); \
+remote_check = @config=$$(dvc config --list) || exit 1; \
+	setting() { printf '%s\n' "$$config" | sed -n "s|^$$1=||p" | tail -n 1; }; \
+	name=$$(setting core.remote); \
 	if [ -z "$$name" ]; then echo "make $@: no default DVC remote; add one with: dvc remote add -d <name> <url>" >&2; exit 1; fi; \
-	url=$$(dvc config "remote.$$name.url"); \
+	url=$$(setting "remote.$$name.url"); \
 	case "$$url" in *://*) ;; *) $(1) || { \
-		echo "make $@: DVC remote '$$name' unreachable: $(2); fix it with: dvc remote modify $$name url <url>" >&2; exit 1; };; esac
+		echo "make $@: DVC remote '$$name' unreachable: $(2); fix it with: dvc remote modify $$name url <url>" >&2; exit 1; };; esac; \
+	$(3)
 
 # Upload every DVC output and the run-cache to the default remote.
 push: setup
 	$(call remote_check,mkdir -p "$$url" 2>/dev/null,cannot create $$url)
 	dvc push --run-cache
 
-# Download the outputs dvc.lock names from the default remote.
+# Without `verify`, DVC copies a remote file into the cache and the workspace unchecked: one
+# flipped byte there is checked out, and `dvc status` calls it up to date.
+verify_check = if [ "$$(setting "remote.$$name.verify" | tr A-Z a-z)" != true ]; then \
+	echo "make $@: DVC remote '$$name' does not verify downloads, so a damaged file there would be checked out unnoticed; turn it on with: dvc remote modify $$name verify true" >&2; exit 1; fi
+# What `dvc fetch` did not bring intact, as one phrase per file (empty when nothing): the outputs
+# dvc.lock names that `dvc status` finds "not in cache", and in them the files `dvc status --cloud`
+# finds "deleted" (on the remote, dropped by `verify`) or "missing" (on neither). An output with no
+# such file lost its file list: its `.dir` object, dropped by `verify` (yet `dvc checkout` would
+# read that from the remote unverified and check out what it lists).
+define NOT_FETCHED
+import json, subprocess, sys
+def status(*args):
+    done = subprocess.run(["dvc", "status", "--json", *args], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"make pull: {' '.join(['dvc status', *args])} failed after dvc fetch: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+outs = [entry.get("changed outs", {}) for entries in status().values() for entry in entries if isinstance(entry, dict)]
+lacking = sorted({path for changed in outs for path, state in changed.items() if state == "not in cache"})
+files = status("--cloud") if lacking else {}
+why = {"deleted": "damaged: its content does not match its hash", "missing": "missing"}
+def phrases(out):
+    inside = sorted(path for path in files if files[path] in why and (path == out or path.startswith(out + "/")))
+    named = [f"{path} ({why[files[path]]})" for path in inside]
+    return named or [f"{out} (damaged: its file list does not match its hash)"]
+print(", ".join(phrase for out in lacking for phrase in phrases(out)))
+endef
+
+# Download the outputs dvc.lock names from the default remote, every file rehashed (`verify`), and
+# check them out only when all arrived intact: `dvc pull` would check out the rest and delete an
+# output it cannot replace; here the workspace stays as it was, and one line names the files.
+pull: export NOT_FETCHED_PY = $(NOT_FETCHED)
 pull: setup
-	$(call remote_check,test -d "$$url",$$url does not exist)
-	dvc pull
+	$(call remote_check,test -d "$$url",$$url does not exist,$(verify_check))
+	dvc fetch
+	@lacking=$$($(PYTHON) -c "$$NOT_FETCHED_PY") || exit 1; [ -z "$$lacking" ] || { name=$$(dvc config core.remote); \
+		echo "make pull: DVC remote '$$name' ($$(dvc config "remote.$$name.url")) has no intact copy of $$lacking; nothing checked out" >&2; exit 1; }
+	dvc checkout
 
 # Several machines (README: Running on many machines): a worker for the shared Prefect server's
 # `rewind-cluster` pool, in this clone, one stage at a time (PREFECT_API_URL names the server).
