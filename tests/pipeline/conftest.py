@@ -85,7 +85,20 @@ def task_runs(flow_run_id: UUID, count: int) -> dict[str, TaskRun]:
 
 
 def run_logs(flow_run_id: UUID) -> list[Log]:
-    """Every log line of the flow run and its tasks on the server, oldest first (read page by page)."""
+    """Every log line of the finished flow run and its tasks on the server, oldest first.
+
+    Prefect sends logs in batches, in order, after the run: wait until the flow's last line
+    (`Finished in state ...`) is there, RECORDED_WAIT_S at most, then read them all at rest."""
+    deadline = time.monotonic() + RECORDED_WAIT_S
+    while time.monotonic() < deadline:
+        logs = _all_logs(flow_run_id)
+        if any(log.task_run_id is None and log.message.startswith("Finished in state") for log in logs):
+            break
+        time.sleep(0.2)
+    return _all_logs(flow_run_id)
+
+
+def _all_logs(flow_run_id: UUID) -> list[Log]:
     logs: list[Log] = []
     with get_client(sync_client=True) as client:
         while True:
