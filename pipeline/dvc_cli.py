@@ -35,7 +35,7 @@ LOCK_CONTENTION = re.compile(r"is busy, it is being blocked by|Unable to acquire
 # (dash, /bin/sh where $SHELL is unset): SIGKILL is -9 or 137.
 EXIT_CODE = re.compile(r"exited with (-?\d+)")
 # What DVC prints after every stage it records, advice for someone at a terminal, not news of the
-# stage: its git hint (`dvc config core.autostage`), its auto-staging hint, and `dvc repro`'s push hint.
+# stage: its `git add dvc.lock` hint, its auto-staging hint, and `dvc repro`'s `dvc push` hint.
 HINT = re.compile(
     r"To track the changes with git, run:|\tgit add .*|To enable auto staging, run:|\tdvc config core\.autostage true"
     r"|Use `dvc push` to send your updates to remote storage\."
@@ -102,8 +102,8 @@ def streamed(
     ) as process:
         for line in process.stdout:
             lines.append(line)
-            if says_something(line.rstrip("\n")):
-                on_line(line.rstrip("\n"))
+            if says_something(printed := line.rstrip("\n")):
+                on_line(printed)
     return subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
 
 

@@ -107,12 +107,14 @@ def verdict_text(verdict: dict[str, Any]) -> str:
     """The paper's claim in words: holds or not, each rewinding strategy's paired difference with
     ft, in points, with its 95% confidence interval (none with one seed)."""
     judged = {True: "holds", False: "is not supported", None: "cannot be judged (one seed)"}[verdict.get("holds")]
-    differences = []
-    for key, gain in verdict.items():
-        if key.endswith("_minus_ft") and isinstance(gain, dict):
-            interval = "" if gain.get("low") is None else f" [{_points(gain['low'])}, {_points(gain['high'])}]"
-            differences.append(f"{key.replace('_minus_', ' − ')} {_points(gain['mean'])}{interval}")
-    return f"{judged}: {', '.join(differences)} points (95% CI, paired by seed)"
+    gains = {
+        key.replace("_minus_", " − "): gain
+        for key, gain in verdict.items()
+        if key.endswith("_minus_ft") and isinstance(gain, dict)
+    }
+    text = ", ".join(f"{name} {_difference(gain)}" for name, gain in gains.items())
+    intervals = any(gain.get("low") is not None for gain in gains.values())
+    return f"{judged}: {text} points" + (" (95% CI, paired by seed)" if intervals else "")
 
 
 def markdown(table: list[Row], verdict: dict[str, Any] | None, sparsity: float | None, heading: str) -> str:
@@ -195,6 +197,13 @@ def _percent(fraction: float | None) -> str:
 
 def _points(fraction: float) -> str:
     return f"{100 * fraction:+.2f}"
+
+
+def _difference(gain: dict[str, Any]) -> str:
+    """A paired difference in points, `+2.00 [+1.25, +2.75]`, the interval where there is one."""
+    if gain.get("low") is None:
+        return _points(gain["mean"])
+    return f"{_points(gain['mean'])} [{_points(gain['low'])}, {_points(gain['high'])}]"
 
 
 def _with_change(shown: str, change: float | None) -> str:
