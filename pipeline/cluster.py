@@ -34,6 +34,7 @@ from prefect import flow, get_run_logger
 from pipeline import PipelineError, dvc_cli
 from pipeline.dag import Graph, read_graph, run_cacheable
 from pipeline.options import RunOptions, plan_run, write_changes
+from pipeline.tasks import StageLog
 from pipeline.workspace import LOCK_FILE, git
 
 POOL = "rewind-cluster"
@@ -66,14 +67,10 @@ def stage_job(sha: str, stage: str, local_stages: list[str], overrides: dict[str
     if overrides:
         write_changes(clone, overrides)
     checked_out = time.time()
-
-    def log_line(line: str) -> None:  # into the job's log as DVC and the stage print it
-        if line.strip():
-            logger.info("%s", line)
-
     logger.info("dvc repro --pull %s in %s", stage, clone)
     env = dvc_cli.parallel_stage_env()
-    result = dvc_cli.streamed(clone, "repro", "--pull", stage, on_line=log_line, env=env)
+    log = StageLog(stage, logger)  # into the job's log as DVC and the stage print it, as for a flow's stage
+    result = dvc_cli.streamed(clone, "repro", "--pull", stage, on_line=log.line, env=env)
     reproduced = time.time()
     if result.returncode != 0:
         raise dvc_cli.failure_of(stage, result)

@@ -35,6 +35,12 @@ LOCK_CONTENTION = re.compile(r"is busy, it is being blocked by|Unable to acquire
 # negative code when the shell execs it (bash), with 128 + the signal when the shell waits for it
 # (dash, /bin/sh where $SHELL is unset): SIGKILL is -9 or 137.
 EXIT_CODE = re.compile(r"exited with (-?\d+)")
+# What DVC prints after every stage it records, advice for someone at a terminal, not news of the
+# stage: its `git add dvc.lock` hint, its auto-staging hint, and `dvc repro`'s `dvc push` hint.
+HINT = re.compile(
+    r"To track the changes with git, run:|\tgit add .*|To enable auto staging, run:|\tdvc config core\.autostage true"
+    r"|Use `dvc push` to send your updates to remote storage\."
+)
 
 
 class StageFailed(Exception):
@@ -87,8 +93,9 @@ def streamed(
     project: Path, *args: str, on_line: Callable[[str], None], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """`run`, with stdout and stderr as one stream handed to `on_line` line by line as DVC and the
-    stage print them, so a long stage can be watched while it runs; all of it is kept too (in
-    `stdout`, in the order printed), to tell what happened once it ends."""
+    stage print them, so a long stage can be watched while it runs: every line that says
+    something (`says_something`). All of it is kept too (in `stdout`, in the order printed), to
+    tell what happened once it ends."""
     command = [sys.executable, "-m", "pipeline.dvc_cli", *args]
     lines = []
     with subprocess.Popen(
@@ -96,8 +103,14 @@ def streamed(
     ) as process:
         for line in process.stdout:
             lines.append(line)
-            on_line(line.rstrip("\n"))
+            if says_something(printed := line.rstrip("\n")):
+                on_line(printed)
     return subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
+
+
+def says_something(line: str) -> bool:
+    """Whether a line DVC or a stage printed is worth a log line: not blank, not one of DVC's hints."""
+    return bool(line.strip()) and not HINT.fullmatch(line)
 
 
 def output(project: Path, *args: str) -> str:

@@ -13,6 +13,7 @@ and the cache. Then the results artifact is published and, for a run with overri
 experiment is saved and the workspace restored (pipeline.workspace).
 """
 
+from collections import Counter
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -101,9 +102,24 @@ def run_graph(graph: Graph, project: Path, stale: set[str], parallelism: int, re
         else:
             failed[name] = str(result)
             logger.error("%s", failed[name])
+    logger.info("%s", tally(done, failed, blocked))
     if failed:
         raise PipelineFailed(_failure_message(failed, blocked))
     return done
+
+
+def tally(done: dict[str, StageRun], failed: dict[str, str], blocked: dict[str, list[str]]) -> str:
+    """The run's stages in one line, by what became of them, in the words of their task states
+    (pipeline.tasks.STATE_NAMES): `14 stages: 9 ran, 0 cached (restored from DVC's run-cache),
+    5 skipped (up to date)`, then how many failed and could not run, if any."""
+    counts = Counter(run.outcome for run in done.values())
+    parts = [f"{counts['ran']} ran", f"{counts['restored']} cached (restored from DVC's run-cache)"]
+    parts.append(f"{counts['up to date']} skipped (up to date)")
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    if blocked:
+        parts.append(f"{len(blocked)} not run")
+    return f"{len(done) + len(failed) + len(blocked)} stages: {', '.join(parts)}"
 
 
 def _failed_upstream(upstream: frozenset[str], failed: dict[str, str], blocked: dict[str, list[str]]) -> list[str]:

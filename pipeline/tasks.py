@@ -7,20 +7,28 @@ with its read/write locks. What can fail for reasons that go away on a second tr
 contention, a command killed by a signal, e.g. by the OOM killer) is retried; a stage that
 fails on its own terms (an `error:` line, a traceback) is not, since it would fail again.
 
-While a stage runs, every line DVC and the stage print goes to the task's log as it comes, and
-the epoch lines of its training runs move a progress artifact of the stage, so the UI shows a
-long stage advancing rather than a silent one.
+While a stage runs, the lines DVC and the stage print go to the task's log as they come, but
+not all of them: DVC's hints after each stage are left out (pipeline.dvc_cli.says_something), a
+stage's own timestamp is cut (Prefect's is the line's), and of the epoch lines of its training
+runs only those that take the stage past a quarter of its training are logged at INFO, the others
+at DEBUG (`PREFECT_LOGGING_LEVEL=DEBUG` shows them). A stage that trains also gets a progress
+artifact that its epoch lines move, so the UI shows a long stage advancing rather than a silent one.
+
+A stage ends Completed when DVC ran it, and in a Completed state named for what DVC did
+otherwise: `Cached` (DVC restored its outputs from its run-cache) or `Skipped` (up to date).
 """
 
+import logging
 import re
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from pipeline import dvc_cli
@@ -35,32 +43,62 @@ class StageRun(BaseModel):
     outcome: Outcome
 
 
+# Python logging's asctime at the start of a stage's line (stages.shared.entry's format): Prefect
+# stamps every log line already.
+STAGE_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+MILESTONES = 4  # epoch lines per stage at INFO: at 25, 50, 75 and 100% of its training
+STATE_NAMES: dict[Outcome, str] = {"ran": "Completed", "restored": "Cached", "up to date": "Skipped"}
+
+
 def progress_key(stage: str) -> str:
     """The key of a stage's progress artifact: Prefect's keys allow only `[a-z0-9-]`."""
     return "progress-" + re.sub(r"[^a-z0-9-]+", "-", stage.lower())
 
 
-class StageProgress:
-    """A stage's progress artifact, in whole percent of its training runs' epochs (as its epoch
-    lines report them), updated only when the percent moves: at most a hundred calls to the API
-    however fast the epochs come."""
+class StageLog:
+    """Where the lines a stage's `dvc repro -s` prints go: the task's log, without the stage's own
+    timestamp; its epoch lines at DEBUG but for the MILESTONES ones, and into its progress artifact.
 
-    def __init__(self, stage: str) -> None:
-        self._id = create_progress_artifact(0.0, key=progress_key(stage), description=f"`{stage}`: epochs trained")
+    The artifact is created at the first epoch line, so a stage that trains nothing (or that DVC
+    restored) has none. It holds the percent of the stage's training runs done, counting each
+    run's epochs (each run weighs the same), and is updated only when that percent moves: at most
+    a hundred calls to the API however fast the epochs come.
+    """
+
+    def __init__(self, stage: str, logger: logging.LoggerAdapter) -> None:
+        self._stage, self._logger = stage, logger
+        self._id: UUID | None = None
         self._percent = 0
 
-    def read(self, line: str) -> None:
-        fraction = stage_fraction(line)
-        if fraction is not None:
-            self._set(int(fraction * 100))
+    def line(self, line: str) -> None:
+        text = STAGE_TIMESTAMP.sub("", line, count=1)
+        fraction = stage_fraction(text)
+        if fraction is None:
+            self._logger.log(logging.ERROR if text.startswith(("ERROR:", "error:")) else logging.INFO, "%s", text)
+            return
+        percent = int(fraction * 100)
+        milestone = percent * MILESTONES // 100 > self._percent * MILESTONES // 100
+        self._logger.log(logging.INFO if milestone else logging.DEBUG, "%s", text)
+        self._set(percent)
 
     def done(self) -> None:
-        self._set(100)
+        """The stage ended well: its training, if it trained, is all done."""
+        if self._id is not None:
+            self._set(100)
 
     def _set(self, percent: int) -> None:
+        if self._id is None:
+            description = f"`{self._stage}`: its training runs, % done (counting their epochs)"
+            self._id = create_progress_artifact(0.0, key=progress_key(self._stage), description=description)
         if percent > self._percent:
             self._percent = percent
             update_progress_artifact(self._id, float(percent))
+
+
+def finished(run: StageRun, message: str) -> State:
+    """The task's final state: Completed, named for what DVC did (STATE_NAMES), `run` its result.
+    Prefect logs it as the task's last line: `Finished in state Cached('restored in 1.2 s')`."""
+    return Completed(name=STATE_NAMES[run.outcome], message=message, data=run)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -77,33 +115,27 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,  # DVC, not Prefect, decides what is stale
     persist_result=False,
 )
-def repro_stage(project: str, stage: str, check: bool = True) -> StageRun:
-    """`dvc repro -s stage` in `project`; DVC's output goes to the task's log line by line as it
-    comes, and its epoch lines to the stage's progress artifact.
+def repro_stage(project: str, stage: str, check: bool = True) -> State:
+    """`dvc repro -s stage` in `project`; what it prints goes to the task's log as it comes (see
+    StageLog). Returns the final state (`finished`), its result a StageRun.
 
     `check=False` is the flow's word that DVC already found the stage up to date (`dvc status`
     before the run, and no upstream stage has run since): no process is started.
     """
     logger = get_run_logger()
     if not check:
-        logger.info("%s: up to date (dvc status before the run; no upstream stage ran)", stage)
-        return StageRun(stage=stage, outcome="up to date")
+        return finished(StageRun(stage=stage, outcome="up to date"), "up to date (dvc status before the run)")
     started = time.perf_counter()
-    progress = StageProgress(stage)
-
-    def on_line(line: str) -> None:
-        if line.strip():
-            logger.info("%s", line)
-            progress.read(line)
-
+    log = StageLog(stage, logger)
     try:
-        done = dvc_cli.repro(Path(project), stage, on_line)
+        done = dvc_cli.repro(Path(project), stage, log.line)
     except StageFailed as failure:
         logger.error("%s", failure)  # its output is in the log above, line by line
         raise
-    progress.done()
-    logger.info("%s: %s in %.1f s", stage, done.outcome, time.perf_counter() - started)
-    return StageRun(stage=stage, outcome=done.outcome)
+    log.done()
+    return finished(
+        StageRun(stage=stage, outcome=done.outcome), f"{done.outcome} in {time.perf_counter() - started:.1f} s"
+    )
 
 
 @task(name="not-run", retries=0, cache_policy=NO_CACHE, persist_result=False)

@@ -13,8 +13,7 @@ import pytest
 
 from pipeline import PipelineError, dvc_cli
 from pipeline.dvc_cli import POLL_SECONDS, StageFailed, TransientStageFailure, failure_of, poll_faster
-from tests.conftest import dvc as run_dvc
-from tests.conftest import run
+from tests.pipeline.conftest import make_dvc_repo
 
 DVC_YAML = """\
 stages:
@@ -37,14 +36,7 @@ stages:
 def repo(tmp_path: Path) -> Path:
     """A git + DVC repo with two independent stages, a failing one, and one whose command kills
     the DVC running it."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    (path / "dvc.yaml").write_text(DVC_YAML)
-    run(["git", "init", "-q", "-b", "main"], path)
-    run_dvc("init", "-q", cwd=path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "repo"], path)
-    return path
+    return make_dvc_repo(tmp_path / "repo", DVC_YAML)
 
 
 def test_two_stages_run_at_once_in_their_project_with_the_callers_environment(repo, monkeypatch):
@@ -57,9 +49,10 @@ def test_two_stages_run_at_once_in_their_project_with_the_callers_environment(re
     assert dvc_cli.repro(repo, "hello").outcome == "up to date"
 
 
-def test_a_stage_prints_to_the_caller_while_it_runs(repo):
+def test_a_stage_prints_to_the_caller_while_it_runs_without_dvcs_hints(repo):
     """The stage waits for a file that the caller writes only once it has read the stage's first
-    line: output delivered at the end would leave it waiting until it fails."""
+    line: output delivered at the end would leave it waiting until it fails. The caller gets every
+    line but blank ones and DVC's git/autostage/push advice, which the output keeps."""
     seen = []
 
     def on_line(line: str) -> None:
@@ -70,7 +63,11 @@ def test_a_stage_prints_to_the_caller_while_it_runs(repo):
     done = dvc_cli.repro(repo, "waiting", on_line=on_line)
     assert done.outcome == "ran"
     assert seen.index("started") < seen.index("done")
-    assert "\n".join(seen) == done.output, "every line, in the order printed, kept whole"
+    hints = ["To track the changes with git, run:", "\tgit add dvc.lock", "To enable auto staging, run:"]
+    hints += ["\tdvc config core.autostage true", "Use `dvc push` to send your updates to remote storage."]
+    printed = done.output.splitlines()
+    assert set(hints) <= set(printed), "what DVC 3 prints after a stage; DVC changed its words?"
+    assert seen == [line for line in printed if line.strip() and line not in hints], "the rest, in order, whole"
 
 
 def test_a_failed_stage_is_its_own_error_line_and_keeps_dvc_output(repo):

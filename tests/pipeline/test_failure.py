@@ -2,13 +2,14 @@
 finishes the other branch, writes nothing half-way, and a rerun does only what is left."""
 
 import json
+import logging
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.conftest import make_project, run
-from tests.pipeline.conftest import flow_params, lock_outs, run_flow, stale
+from tests.pipeline.conftest import flow_params, lock_outs, run_flow, run_logs, stale
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +62,17 @@ def test_downstream_tasks_fail_naming_the_failed_stage(failed_run):
         assert tasks[name].state.message == f"stage {name!r} not run: upstream stage 'retrain@ft-round0' failed"
     assert tasks["retrain@ft-round0"].state.is_failed()
     assert tasks["retrain@ft-round0"].run_count == 1, "a stage's own error is not retried"
+
+
+def test_the_failed_stage_log_has_its_error_lines_at_error_level(failed_run):
+    """The stage's own `error:` line and DVC's `ERROR:` lines stand out in the task's log (level ERROR)."""
+    _, state, _, tasks = failed_run
+    logs = [
+        log for log in run_logs(state.state_details.flow_run_id) if log.task_run_id == tasks["retrain@ft-round0"].id
+    ]
+    errors = [log.message for log in logs if log.level == logging.ERROR]
+    assert "error: injected failure of the ft retraining" in errors
+    assert any(line.startswith("ERROR: failed to reproduce 'retrain@ft-round0'") for line in errors), errors
 
 
 def test_killed_stage_is_retried_and_the_other_branch_completes(failed_run):
