@@ -28,8 +28,8 @@ STAGES = {
     "retrain@ft-round0",
     "retrain@lrr-round0",
     "control@reinit-round0",
-    "export@ft-round0",
-    "export@lrr-round0",
+    "export@ft",
+    "export@lrr",
     "sweep@ft",
     "sweep@lrr",
     "evaluate",
@@ -169,7 +169,7 @@ def test_overrides_run_as_an_experiment_and_leave_the_workspace_as_committed(pre
     assert state.is_completed(), summary
     ran = {name for name, run in summary.stages.items() if run.outcome != "up to date"}
     # lrr's stages (its prune stage reads its `pruning` setting, its sweep its whole entry)
-    lrr = {"prune@lrr-round0", "retrain@lrr-round0", "export@lrr-round0", "sweep@lrr"}
+    lrr = {"prune@lrr-round0", "retrain@lrr-round0", "export@lrr", "sweep@lrr"}
     assert ran == {"validate", *lrr, "evaluate", "report"}
     states = task_runs(state.state_details.flow_run_id, len(STAGES))
     assert {name: run.state.name for name, run in states.items()} == {
