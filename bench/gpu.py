@@ -35,7 +35,7 @@ from rewind.data import Dataset, batches
 from rewind.models import build_model
 from rewind.optim import MaskedSGD
 from rewind.prune import full_masks
-from rewind.train import SGD, train
+from rewind.train import SGD, steps_per_epoch, train
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "gpu.json"
 CIFAR_SHAPE, CIFAR_TRAIN, BATCH, QUICK_BATCH = (3, 32, 32), 50_000, 128, 16
@@ -82,7 +82,12 @@ def loop_against_plain(name: str, data: Dataset, batch: int, bf16: bool, repetit
     sgd = SGD(batch, MOMENTUM, WEIGHT_DECAY)
     precision = "bf16" if bf16 else "fp32"
     actions = {
-        "ours": timed(device, lambda: train(ours, data, [LR], masks, sgd, seed=0, precision=precision)),
+        "ours": timed(
+            device,
+            lambda: train(
+                ours, data, [LR] * steps_per_epoch(len(data.y_train), batch), masks, sgd, seed=0, precision=precision
+            ),
+        ),
         "plain": timed(device, lambda: plain_epoch(plain, data, batch, bf16)),
     }
     for action in actions.values():  # warm-up: kernels chosen, allocator filled

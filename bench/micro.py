@@ -14,7 +14,7 @@ from rewind.data import Dataset, batches
 from rewind.models import MODELS, build_model
 from rewind.optim import MaskedSGD
 from rewind.prune import full_masks, prune, scores
-from rewind.train import SGD, train
+from rewind.train import SGD, steps_per_epoch, train
 
 LR, MOMENTUM, WEIGHT_DECAY, SPARSITY = 0.05, 0.9, 1e-4, 0.9
 CIFAR_SHAPE = (3, 32, 32)
@@ -133,7 +133,7 @@ def roofline(quick: bool) -> dict:
     masks = full_masks(ours_model)
     sgd = SGD(case.batch, MOMENTUM, WEIGHT_DECAY)
     actions = {
-        "ours": lambda: train(ours_model, data, [LR], masks, sgd, seed=0),
+        "ours": lambda: train(ours_model, data, [LR] * steps_per_epoch(samples, case.batch), masks, sgd, seed=0),
         "plain": lambda: plain_epoch(plain_model, data, case.batch, 0),
     }
     for action in actions.values():  # warm-up epoch each
