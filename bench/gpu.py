@@ -7,7 +7,10 @@ baseline measured in the same run.
 - a pruned network's step (`MaskedSGD`, 90% of weights masked) against a dense `torch.optim.SGD` step;
 - an epoch of CIFAR-10's size for ResNet-20 and ResNet-56, so the paper's runs can be priced;
 - whether two runs of the same training on the GPU give the same bits (the stages ask CUDA for
-  deterministic algorithms, as this does): promised on the CPU, measured here for the GPU.
+  deterministic algorithms, as this does): promised on the CPU, measured here for the GPU;
+- how much one GPU gains from several training processes at once (`--side-by-side`): small
+  networks at batch 128 leave most of a large GPU idle between kernel launches, so runs (seeds,
+  strategies, stages of the several-machine path) may share it.
 
 Data are random tensors of CIFAR-10's shapes held on the GPU, as the stages hold a dataset: the
 loop's speed does not depend on the pixels. `--device cpu --quick` runs the same code on the CPU,
@@ -20,7 +23,9 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +158,56 @@ def same_bits(data: Dataset, batch: int, bf16: bool, steps: int) -> dict:
     return {"precision": precision, "steps": steps, "digests": digests, "identical": len(set(digests)) == 1}
 
 
+def side_by_side(name: str, counts: list[int], batch: int, steps: int) -> list[dict]:
+    """For each n in `counts`: n processes training `name` on the same GPU at once, released
+    together after their warm-up; samples/s summed over them, against one process alone."""
+    results = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="rewind-gpu-") as folder:
+            command = [
+                sys.executable,
+                "-m",
+                "bench.gpu",
+                "--worker",
+                name,
+                "--batch",
+                str(batch),
+                "--steps",
+                str(steps),
+            ]
+            workers = [
+                subprocess.Popen([*command, "--barrier", f"{folder}/{i}"], stdout=subprocess.PIPE, text=True)
+                for i in range(count)
+            ]
+            while len(list(Path(folder).glob("*.ready"))) < count:
+                if any(worker.poll() is not None for worker in workers):
+                    raise RuntimeError("a side-by-side worker ended before its warm-up finished")
+                time.sleep(0.05)
+            (Path(folder) / "go").touch()
+            seconds = [float(worker.communicate()[0]) for worker in workers]
+        results.append({"processes": count, "samples_per_second": count * steps * batch / max(seconds)})
+    alone = results[0]["samples_per_second"]
+    return [result | {"throughput_vs_one": result["samples_per_second"] / alone} for result in results]
+
+
+def worker(name: str, batch: int, steps: int, barrier: str) -> None:
+    """One side-by-side process: warm up, say so, wait for the others, time `steps` steps, print the seconds."""
+    device = torch.device("cuda")
+    data = cifar_like(batch * steps, device)
+    model = build_model(name, CIFAR_SHAPE, 10, seed=0).to(device)
+    masks = {n: m.to(device) for n, m in full_masks(model).items()}
+    sgd = SGD(batch, MOMENTUM, WEIGHT_DECAY)
+    train(model, data, [LR] * 10, masks, sgd, seed=0)
+    torch.cuda.synchronize(device)
+    Path(f"{barrier}.ready").touch()
+    while not (Path(barrier).parent / "go").exists():
+        time.sleep(0.01)
+    started = time.perf_counter()
+    train(model, data, [LR] * steps, masks, sgd, seed=0)
+    torch.cuda.synchronize(device)
+    print(time.perf_counter() - started)
+
+
 def machine(device: torch.device) -> dict:
     described = {"python": platform.python_version(), "torch": torch.__version__, "device": device.type}
     if device.type == "cuda":
@@ -198,6 +253,11 @@ def render(results: dict) -> str:
         )
     step = results["masked_step"]
     lines.append(f"masked step / dense step ({step['model']}, 90% pruned): {step['ratio']['median']:.3f}×")
+    for case in results.get("side_by_side", []):
+        lines.append(
+            f"{case['processes']} processes on one GPU: {case['samples_per_second']:,.0f} samples/s, "
+            f"{case['throughput_vs_one']:.2f}× one alone"
+        )
     for check in results["determinism"]:
         lines.append(f"two identical {check['precision']} runs give the same bits: {check['identical']}")
     return "\n".join(lines)
@@ -208,13 +268,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that it runs, not figures")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--side-by-side", type=int, nargs="*", metavar="N", help="also train N ResNet-56 processes at once (GPU)"
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one process of --side-by-side
+    parser.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=200, help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.batch, args.steps, args.barrier)
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: python -m bench.gpu: no CUDA device here; --device cpu runs it on the CPU", file=sys.stderr)
         return 2
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
     results = run(device, args.quick)
+    if args.side_by_side and device.type == "cuda":
+        results["side_by_side"] = side_by_side("resnet56", [1, *args.side_by_side], BATCH, args.steps)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
     return 0
