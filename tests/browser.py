@@ -60,10 +60,13 @@ def open_page(
     evaluate: dict[str, str] | None = None,
     timeout: float = 30.0,
     offline: bool = False,
+    setup_js: str | None = None,
 ) -> Page:
-    """Load `url`, wait up to `timeout` seconds until the JavaScript expression `ready_js` is true
-    (TimeoutError otherwise, with the console errors so far), evaluate each of `evaluate`'s
-    expressions, save a PNG screenshot to `screenshot`. `offline`: no request reaches any host."""
+    """Load `url`, run the JavaScript statements `setup_js` once if given (work the page should do
+    for the test, such as drawing charts again to inspect them), wait up to `timeout` seconds until
+    the JavaScript expression `ready_js` is true (TimeoutError otherwise, with the console errors so
+    far), evaluate each of `evaluate`'s expressions, save a PNG screenshot to `screenshot`.
+    `offline`: no request reaches any host."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     profile = tempfile.mkdtemp(prefix="rewind-chromium-")
@@ -74,6 +77,8 @@ def open_page(
     try:
         driver.set_page_load_timeout(timeout)
         driver.get(url)
+        if setup_js is not None:
+            driver.execute_script(setup_js)
         try:
             wait = WebDriverWait(driver, timeout, poll_frequency=0.1)
             wait.until(lambda d: d.execute_script(f"return !!({ready_js})"))

@@ -2,6 +2,7 @@
 project writes a page that draws every chart and image in headless Chromium with no network,
 loading nothing but its own files; `dvc plots diff` uses the same template."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from tests.browser import missing, open_page
-from tests.conftest import dvc
+from tests.conftest import copy_of, dvc
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +78,71 @@ def test_dvc_plots_diff_uses_the_offline_template(reproduced, tmp_path):
     assert not CDN_SCRIPT.search(html)
     assert "/* vega-embed/build/vega-embed.min.js */" in html
     assert html.count("vegaEmbed('#") == declared_plots(reproduced[0])[0]
+
+
+SERIES = """
+window.rewindCharts = null;
+const specs = %s;
+function lines(mark) {  // every drawn line below a mark: its colour and dash
+  let found = [];
+  if (mark.marktype === 'line' && mark.items.length) {
+    found.push({stroke: mark.items[0].stroke, dash: String(mark.items[0].strokeDash || '')});
+  }
+  for (const item of mark.items || []) for (const child of item.items || []) found = found.concat(lines(child));
+  return found;
+}
+Promise.all(Object.entries(specs).map(([name, spec]) => {
+  const div = document.createElement('div');
+  document.body.appendChild(div);
+  return vegaEmbed(div, spec, {renderer: 'svg', actions: false}).then(result => {
+    const drawn = lines(result.view.scenegraph().root);
+    return [name, {
+      series: drawn.length,
+      colours: new Set(drawn.map(line => line.stroke)).size,
+      dashes: new Set(drawn.map(line => line.dash)).size,
+      x_scale: result.view.scale('x') ? result.view.scale('x').type : null,
+    }];
+  });
+})).then(charts => { window.rewindCharts = Object.fromEntries(charts); },
+         error => { window.rewindCharts = {error: String(error)}; });
+"""
+
+
+def specs_of(html: str) -> dict[str, dict]:
+    """Every vega-lite spec of a `dvc plots` page, by the id of the div it is drawn in."""
+    decoder, specs = json.JSONDecoder(), {}
+    for found in re.finditer(r"var spec = ", html):
+        spec, end = decoder.raw_decode(html, found.end())
+        specs[re.search(r"vegaEmbed\('#([^']+)'", html[end:]).group(1)] = spec
+    return specs
+
+
+def test_each_chart_draws_a_line_per_series_strategies_by_colour(reproduced, tmp_path):
+    """One line per strategy, told apart by colour; the budget chart one line per strategy and
+    sweep sparsity (two sparsities here), sparsities by dash; density on a log axis."""
+    assert missing() is None, missing()
+    project = copy_of(reproduced[0], tmp_path / "project")
+    budget = project / "reports/budget.csv"
+    header, *rows = budget.read_text().splitlines()
+    second = [",".join(["0.98", *row.split(",")[1:]]) for row in rows]  # as a sweep over two sparsities writes it
+    budget.write_text("\n".join([header, *rows, *second]) + "\n")
+    out = tmp_path / "dvc_plots"
+    dvc("plots", "show", "-o", str(out), cwd=project)
+    specs = specs_of((out / "index.html").read_text())
+    page = open_page(
+        (out / "index.html").as_uri(),
+        tmp_path / "series.png",
+        setup_js=SERIES % json.dumps(specs),
+        ready_js="window.rewindCharts !== null",
+        evaluate={"charts": "window.rewindCharts"},
+        offline=True,
+        timeout=90,
+    )
+    charts = page.facts["charts"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    compared, swept = len(params["compare"]), len(params["sweep"]["strategies"])
+    assert charts["accuracy_vs_sparsity"] == {"series": compared, "colours": compared, "dashes": 1, "x_scale": "log"}
+    assert charts["accuracy_vs_budget"] == {"series": 2 * swept, "colours": swept, "dashes": 2, "x_scale": "linear"}
+    assert charts["retraining_loss__last_round"]["series"] == charts["retraining_loss__last_round"]["colours"] == 3
+    assert charts["dense_training_loss"]["series"] == 1
+    assert page.errors == []
