@@ -106,7 +106,7 @@ def flops(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> tuple
 
 
 def relative_distance(weights: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
-    """‖weights − reference‖ / ‖reference‖ over every floating tensor of `reference` (L2 norms of
+    """‖weights - reference‖ / ‖reference‖ over every floating tensor of `reference` (L2 norms of
     all of them together, in float64): 0.01 means the two lie 1% of the reference's size apart."""
     names = [name for name, tensor in reference.items() if tensor.is_floating_point()]
     apart = math.fsum(float((weights[n].double() - reference[n].double()).square().sum()) for n in names)
