@@ -234,7 +234,15 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
         if verdict.lead is None:
             lines.append(f"| {where} | {name(verdict.winner)} | {EMPTY} | {EMPTY} | {EMPTY} |")
             continue
-        supported = "no verdict (1 seed)" if verdict.lead.n < 2 else "yes" if verdict.lead.significant else "no"
+        supported = (
+            "no verdict (1 seed)"
+            if verdict.lead.n < 2
+            else "yes"
+            if verdict.lead.low > 0
+            else f"no: {name(verdict.runner_up)} ahead on test"
+            if verdict.lead.high < 0
+            else "no"
+        )
         lines.append(
             f"| {where} | {name(verdict.winner)} | {name(verdict.runner_up)} | "
             f"{difference_cell(verdict.lead)} | {supported} |"
@@ -394,8 +402,8 @@ def first_line(
             else "is not supported, and fine-tuning did not train"
         )
         return (
-            f"**The paper's claim {verdict}** at {where}: both rewinding strategies above fine-tuning, {intervals}; "
-            f"ft {stalled[0]}."
+            f"**The paper's claim {verdict}** at {where}: {intervals} compare rewinding with a network not retrained; "
+            f"ft: {stalled[0]}."
         )
     if holds:
         return f"**The paper's claim holds** at {where}: both rewinding strategies beat fine-tuning, {intervals}."
@@ -605,7 +613,7 @@ def same_plan(params: Params, per_epoch: int, a: str, b: str, budget: int | str 
 def describe(budget: int | str) -> str:
     """A budget in words: `20 epochs`, `500 iterations`."""
     duration = Duration.parse(budget)
-    return f"{duration.amount} {duration.unit}"
+    return f"{duration.amount} {duration.unit.removesuffix('s') if duration.amount == 1 else duration.unit}"
 
 
 Sweep = dict[tuple[str, int], dict[str, Summary]]
