@@ -175,8 +175,14 @@ def _processes_with(variable: str) -> dict[int, str]:
     return found
 
 
+ANSWER_JS = "[...document.querySelectorAll('p')].find(p => p.innerText.startsWith(\"The paper's claim\"))"
+TITLE_JS = "[...document.querySelectorAll('h1')].find(h => h.innerText.trim() === 'Retraining after pruning')"
+
+
 def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
-    """In Prefect's own UI, in Chromium: the report artifact's tables and every figure drawn."""
+    """In Prefect's own UI, in Chromium: the report artifact's tables and every figure drawn, and
+    the report's first line, the answer, shown whole as the paragraph above the title (a paragraph
+    broken over lines in the markdown would show as several lines)."""
     project, env, _ = served
     flow_run = work_once(project, env, start_run(project, env))
     assert flow_run["state_type"] == "COMPLETED", flow_run["worker_output"]
@@ -194,10 +200,15 @@ def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
             "drawn": f"{figures}.filter(i => i.naturalWidth > 100 && i.naturalHeight > 100).length",
             "broken": "[...document.querySelectorAll('img')].filter(i => i.complete && !i.naturalWidth).length",
             "table": "!!document.querySelector('table')",
+            "answer": f"({ANSWER_JS} || {{}}).innerText",
+            "answer_first": f"!!({TITLE_JS} && {ANSWER_JS}?.compareDocumentPosition({TITLE_JS}) & 4)",  # FOLLOWING
         },
         timeout=60,
     )
     report = (project / "reports/report.md").read_text()
+    shown = report.splitlines()[0].replace("**", "").replace("`", "")  # bold and code, as rendered
+    assert page.facts["answer"] == shown, "the first line, whole, unbroken"
+    assert page.facts["answer_first"], "the answer comes before the title"
     assert page.facts["figures"] == report.count("![") >= 2
     assert page.facts["drawn"] == page.facts["figures"], "every figure decoded and drawn"
     assert page.facts["broken"] == 0
