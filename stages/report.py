@@ -294,10 +294,9 @@ def ft_stalled(params: Params, rounds: dict, sparsity: dict[int, float], per_epo
 
 def rewinds_against_lrr(params: Params, names: list[str]) -> bool:
     """Whether `names` hold wr and lrr as the paper defines them: rewound and final start weights."""
-    return {"wr", "lrr"} <= set(names) and (params.strategies["wr"].weights, params.strategies["lrr"].weights) == (
-        "rewind",
-        "final",
-    )
+    if not {"wr", "lrr"} <= set(names):
+        return False
+    return params.strategies["wr"].weights == "rewind" and params.strategies["lrr"].weights == "final"
 
 
 def start_distances(params: Params, per_epoch: int, budgets: list[int | str]) -> dict[int | str, list[float]]:
@@ -320,6 +319,7 @@ def start_distances(params: Params, per_epoch: int, budgets: list[int | str]) ->
 
 
 def percent_range(values: list[float]) -> str:
+    """A range of fractions in %, low to high (one value when both round alike)."""
     low, high = min(values), max(values)
     return f"{100 * low:.2f}%" if f"{100 * low:.2f}" == f"{100 * high:.2f}" else f"{100 * low:.2f}–{100 * high:.2f}%"
 
