@@ -671,8 +671,8 @@ def sweep_notes(params: Params, per_epoch: int, distances: dict[int | str, list[
         still = [str(budget) for budget in params.sweep.budgets if params.still_rate(s, per_epoch, budget) is not None]
         if still:
             notes.append(
-                f"{name(s)} cannot train at budget {', '.join(still)}: every rate it uses there is below "
-                f"{STILL_FRACTION:g} of train.lr."
+                f"{name(s)} cannot train at budget{'s' * (len(still) > 1)} {', '.join(still)}: every rate it uses "
+                f"there is below {STILL_FRACTION:g} of train.lr."
             )
     if rewinds_against_lrr(params, params.sweep.strategies):
         close = [str(b) for b in params.sweep.budgets if max(distances[b]) < CLOSE_STARTS]
@@ -681,7 +681,8 @@ def sweep_notes(params: Params, per_epoch: int, distances: dict[int | str, list[
             f"How far wr's start weights lie from lrr's (the dense weights at T − budget from the final ones; relative "
             f"L2 distance, largest over seeds): {listed}."
             + (
-                f" Below {100 * CLOSE_STARTS:g}% (budget {', '.join(close)}) the two start almost alike, so their "
+                f" Below {100 * CLOSE_STARTS:g}% (budget{'s' * (len(close) > 1)} {', '.join(close)}) the two start "
+                "almost alike, so their "
                 "equality there is no finding."
                 if close
                 else ""
