@@ -682,8 +682,7 @@ def sweep_notes(params: Params, per_epoch: int, distances: dict[int | str, list[
             f"L2 distance, largest over seeds): {listed}."
             + (
                 f" Below {100 * CLOSE_STARTS:g}% (budget{'s' * (len(close) > 1)} {', '.join(close)}) the two start "
-                "almost alike, so their "
-                "equality there is no finding."
+                "almost alike, so their equality there is no finding."
                 if close
                 else ""
             )
