@@ -339,7 +339,7 @@ def caveats(
         lines.append(
             "**Fine-tuning did not train**: " + "; ".join(stalled) + ". ft follows the paper's definition (the "
             "dense run's final rate), so rewinding here is compared with a network that was not retrained. "
-            + remedy(params, "ft")
+            + (stated_rate_comparison(params, rounds, sparsity, per_epoch) or remedy(params, "ft"))
         )
     if {"ft", "lrr"} <= set(params.retrained) and same_plan(params, per_epoch, "lrr", "ft"):
         lines.append(
@@ -369,6 +369,30 @@ def caveats(
             f"weights is {100 * network[last]:.2f}% of all parameters; the size table counts every parameter."
         )
     return lines
+
+
+def stated_rate_comparison(params: Params, rounds: dict, sparsity: dict[int, float], per_epoch: int) -> str:
+    """wr and lrr against each compared fine-tuning at a stated rate that can train (the remedy for
+    an ft that cannot), paired by seed at the highest sparsity; empty when there is none."""
+    last = params.rounds[-1].id
+    found = []
+    for s in params.retrained:
+        spec = params.strategies[s]
+        if s == "ft" or (spec.weights, spec.rates) != ("final", "constant") or spec.lr is None:
+            continue
+        if Duration.parse(spec.budget).amount == 0 or params.still_rate(s, per_epoch) is not None:
+            continue
+        gains = [
+            f"{r} − {s} {difference_cell(paired_difference(rounds[r][last], rounds[s][last]), bold=False)}"
+            for r in ("wr", "lrr")
+            if r in params.retrained
+        ]
+        found.append(
+            f"Fine-tuning at a stated rate, {name(s)} (lr {spec.lr:g}): "
+            f"{cell(rounds[s][last])} at {100 * sparsity[last]:.2f}%"
+            + (f"; {' and '.join(gains)} points." if gains else ".")
+        )
+    return " ".join(found)
 
 
 def first_line(

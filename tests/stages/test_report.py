@@ -340,7 +340,7 @@ OFF_DEFAULT = {
     # whole, one-shot pruning to 99% of the prunable weights, `none` beside the paper's three
     "train": {"epochs": 8, "schedule": "cosine", "warmup_epochs": 1, "milestones": []},
     "prune": {"schedule": "oneshot", "sparsities": [0.5, 0.99], "exclude": ["5.weight"]},
-    "compare": ["ft", "wr", "lrr", "none"],
+    "compare": ["ft", "wr", "lrr", "none", "ft_lr"],
     "controls": {"masks_from": "lrr", "strategies": []},
     "rounds": [{"id": 0, "prev": "../dense"}, {"id": 1, "prev": "../dense"}],
     "sweep": {"strategies": ["ft"], "sparsities": [0.9], "budgets": [1]},
@@ -353,6 +353,7 @@ def off_default(tmp_path_factory) -> Path:
     params = tiny_params()
     for key, value in OFF_DEFAULT.items():
         params[key] = params[key] | value if isinstance(value, dict) and key in ("train", "prune") else value
+    params["strategies"]["ft_lr"] = {"weights": "final", "rates": "constant", "budget": 2, "lr": 0.001}  # the remedy
     path = make_project(tmp_path_factory.mktemp("off") / "p", params)
     dvc("repro", cwd=path)
     return path
@@ -370,6 +371,19 @@ def test_a_fine_tuning_that_cannot_train_is_said_first(off_default):
     low, high = stats.ttest_rel(ft, none).confidence_interval(0.95) if ft != none else (0.0, 0.0)
     assert ("it scores as `none`" in caveat) == (low <= 0 <= high or ft == none), caveat
     assert json.loads((off_default / HEADLINE).read_text())["verdict"]["ft_trains"] is False
+    assert "Fine-tuning at a stated rate, `ft_lr` (lr 0.001): " in caveat and "wr − ft_lr " in caveat
+
+
+def test_fine_tuning_at_a_stated_rate_moves_the_weights_where_ft_cannot(off_default):
+    """strategies.ft_lr.lr reaches the retraining: its weights leave the pruned start, ft's barely do."""
+    start = load_tensors(off_default / "runs/dense/models/seed-0.safetensors")[0]
+    masks = load_tensors(off_default / "runs/ft/round-1/masks/seed-0.safetensors")[0]
+    pruned = {n: t * masks[n] if n in masks else t for n, t in start.items()}
+    moved = {
+        s: relative_distance(load_tensors(off_default / f"runs/{s}/round-1/models/seed-0.safetensors")[0], pruned)
+        for s in ("ft", "ft_lr")
+    }
+    assert moved["ft_lr"] > 10 * moved["ft"], moved
 
 
 def test_a_sparsity_with_excluded_layers_is_given_of_all_parameters_too(off_default):
