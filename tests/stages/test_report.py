@@ -359,19 +359,27 @@ def off_default(tmp_path_factory) -> Path:
     return path
 
 
-def test_a_fine_tuning_that_cannot_train_is_said_first(off_default):
+def test_a_fine_tuning_that_cannot_train_is_said_first(off_default, tmp_path):
     text = (off_default / REPORT).read_text()
     first = text.splitlines()[0]
     assert "fine-tuning did not train** at 99.00% sparsity" in first
     assert "ft: its rate, 3.2e-05, is below 0.001 of train.lr (0.1), too small to move the weights." in first
     caveat = row(text, "- **Fine-tuning did not train**")
-    assert "`ft_lr: {weights: final, rates: constant, budget: 2, lr: 0.001}`" in caveat
     evaluations = json.loads((off_default / "results/evaluations.json").read_text())
     ft, none = ([evaluations[s]["round1"][f"seed{k}"]["accuracy"] for k in (0, 1)] for s in ("ft", "none"))
     low, high = stats.ttest_rel(ft, none).confidence_interval(0.95) if ft != none else (0.0, 0.0)
     assert ("it scores as `none`" in caveat) == (low <= 0 <= high or ft == none), caveat
     assert json.loads((off_default / HEADLINE).read_text())["verdict"]["ft_trains"] is False
     assert "Fine-tuning at a stated rate, `ft_lr` (lr 0.001): " in caveat and "wr − ft_lr " in caveat
+    project = copy_of(off_default, tmp_path / "p")  # without the remedy compared, the report offers it
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["compare"].remove("ft_lr")
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    offered = row(rerun(project), "- **Fine-tuning did not train**")
+    assert (
+        "compare a strategy that states one, e.g. `ft_lr: {weights: final, rates: constant, budget: 2, lr: 0.001}`"
+        in offered
+    )
 
 
 def test_fine_tuning_at_a_stated_rate_moves_the_weights_where_ft_cannot(off_default):
