@@ -219,7 +219,7 @@ def differences_table(params: Params, rounds: dict, sparsity: dict[int, float], 
 
 def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict[int, float]) -> str:
     lines = [
-        "| sparsity | winner (on validation) | runner-up | winner − runner-up on test, 95% CI | supported? |",
+        "| sparsity | winner (validation) | runner-up | lead on test, 95% CI | supported? |",
         "|---:|---|---|---:|---|",
     ]
     for spec in params.rounds:
@@ -229,7 +229,7 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
         )
         if verdict.winner is None:
             tied = ", ".join(map(name, verdict.tied))
-            lines.append(f"| {where} | tie: {tied} | {EMPTY} | {EMPTY} | no winner: tied on validation |")
+            lines.append(f"| {where} | tie: {tied} | {EMPTY} | {EMPTY} | no: a tie |")
             continue
         if verdict.lead is None:
             lines.append(f"| {where} | {name(verdict.winner)} | {EMPTY} | {EMPTY} | {EMPTY} |")
@@ -239,7 +239,7 @@ def winners_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict
             if verdict.lead.n < 2
             else "yes"
             if verdict.lead.low > 0
-            else f"no: {name(verdict.runner_up)} ahead on test"
+            else "no: runner-up ahead"
             if verdict.lead.high < 0
             else "no"
         )
@@ -798,9 +798,9 @@ PAPER = (
     "trials), where the paper measured the same thing."
 )
 WINNERS = (
-    "The winner has the best mean validation accuracy (strategies tied for it are a tie, not a winner); its lead "
-    "over the runner-up is measured on test, paired by seed, with a 95% interval: a lead the seeds support excludes "
-    "zero."
+    "The winner has the best mean validation accuracy (strategies tied for it are a tie, not a winner); its lead, "
+    "winner − runner-up, is measured on test, paired by seed, with a 95% interval: a lead the seeds support lies "
+    "above zero."
 )
 SAFE = (
     "Per strategy, the highest sparsity whose mean validation accuracy is within one standard deviation of the "

@@ -238,7 +238,7 @@ def test_choices_are_made_on_validation_and_reported_on_test(built, tmp_path):
         "| 1 | 75.00% | **10.00 ± 0.00** | 95.50 ± 0.71 | 90.50 ± 0.71 | 20.00 ± 0.00 |"
     )
     assert row(text, "| 75.00% | `ft`") == (
-        "| 75.00% | `ft` | `lrr` | **-80.50 [-86.85, -74.15]** | no: `lrr` ahead on test |"
+        "| 75.00% | `ft` | `lrr` | **-80.50 [-86.85, -74.15]** | no: runner-up ahead |"
     )
     assert row(text, "| `ft` |") == "| `ft` | 75.00% | 10.00 ± 0.00 |"
     assert json.loads((project / HEADLINE).read_text())["ft"]["safe_sparsity"] == 0.75
@@ -262,7 +262,7 @@ def test_a_tie_on_validation_is_reported_as_a_tie_in_any_order(built, tmp_path, 
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     text = rerun(project)
     tied = ", ".join(f"`{s}`" for s in compare if s != "ft")
-    assert row(text, "| 50.00% | tie") == f"| 50.00% | tie: {tied} | — | — | no winner: tied on validation |"
+    assert row(text, "| 50.00% | tie") == f"| 50.00% | tie: {tied} | — | — | no: a tie |"
     cells = dict(
         zip(["round", "sparsity", *compare, "reinit"], row(text, "| 0 | 50.00% |").split("|")[1:-1], strict=True)
     )
