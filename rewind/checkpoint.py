@@ -2,7 +2,9 @@
 
 safetensors never unpickles, so a crafted file cannot run code on load; the SHA-256 of the
 tensor bytes, stored in the header, makes a truncated or altered file fail loudly instead of
-loading garbage. Writes go to a temporary file in the same folder, are fsynced, then renamed
+loading garbage, and a NaN or infinity in a floating tensor is refused on load too (a hash only
+says the file is the one written: a diverged or hand-made file would otherwise carry its NaN
+into every number computed from it). Writes go to a temporary file in the same folder, are fsynced, then renamed
 over the target, so a crash never leaves a half-written file where a good one was. A writer
 killed mid-write leaves its temporary file behind (no handler runs on SIGKILL); the next write of
 the same file removes it, so a rerun ends with the files it declares and nothing else.
@@ -114,6 +116,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise RewindError(f"{path}: not a rewind checkpoint (format {meta.get('format')!r})")
     if tensors_digest(tensors) != meta.get("sha256"):
         raise RewindError(f"{path}: content hash mismatch: the file is corrupt or was altered")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise RewindError(f"{path}: tensor {name!r} holds NaN or infinity; rerun the stage that wrote it")
     meta = {k: v for k, v in meta.items() if k not in ("format", "sha256")}
     return tensors, meta
 

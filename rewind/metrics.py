@@ -1,6 +1,8 @@
 """What a pruned network is worth: accuracy and loss, and what it costs: parameters, sparsity
-and FLOPs, as masked and with its dead filters physically removed (`rewind.slim`)."""
+and FLOPs, as masked and with its dead filters physically removed (`rewind.slim`); and how far
+apart two sets of weights are (how different two strategies' start weights really are)."""
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -101,3 +103,12 @@ def flops(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> tuple
         for hook in hooks:
             hook.remove()
     return sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+
+
+def relative_distance(weights: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
+    """‖weights - reference‖ / ‖reference‖ over every floating tensor of `reference` (L2 norms of
+    all of them together, in float64): 0.01 means the two lie 1% of the reference's size apart."""
+    names = [name for name, tensor in reference.items() if tensor.is_floating_point()]
+    apart = math.fsum(float((weights[n].double() - reference[n].double()).square().sum()) for n in names)
+    size = math.fsum(float(reference[n].double().square().sum()) for n in names)
+    return math.sqrt(apart / size) if size else math.inf

@@ -12,8 +12,10 @@ interval and no verdict.
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 CONFIDENCE = 0.95
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -70,19 +72,32 @@ def safe_sparsity(points: Sequence[tuple[float, Summary]], dense: Summary) -> fl
     return max(safe) if safe else None
 
 
+def best(chosen_on: Mapping[K, Summary]) -> list[K]:
+    """Every key whose mean is the highest, in the mapping's order: one, or all those tied for it
+    (equal means, e.g. identical correct counts seed by seed). A tie is reported as a tie; the
+    mapping's order is no reason to prefer one of them."""
+    top = max(summary.mean for summary in chosen_on.values())
+    return [key for key, summary in chosen_on.items() if summary.mean == top]
+
+
 @dataclass(frozen=True)
 class Verdict:
-    winner: str
+    winner: str | None  # None when several tie for the best mean on the choosing numbers
     runner_up: str | None
     lead: Difference | None  # winner - runner-up, paired by seed
+    tied: tuple[str, ...] = ()  # the strategies tied for the best mean, when several are
 
 
 def winner(chosen_on: Mapping[str, Summary], reported_on: Mapping[str, Summary]) -> Verdict:
     """The strategy with the highest mean on `chosen_on` (the validation split), and its paired
     lead over the runner-up there, measured on `reported_on` (the test split): a choice made on the
-    numbers it is reported with would flatter it."""
+    numbers it is reported with would flatter it. Several strategies sharing the highest mean are a
+    tie: no winner, no runner-up, no lead."""
+    tied = best(chosen_on)
+    if len(tied) > 1:
+        return Verdict(None, None, None, tuple(tied))
     ranked = sorted(chosen_on, key=lambda name: chosen_on[name].mean, reverse=True)
     if len(ranked) == 1:
         return Verdict(ranked[0], None, None)
-    best, second = ranked[:2]
-    return Verdict(best, second, paired_difference(reported_on[best], reported_on[second]))
+    first, second = ranked[:2]
+    return Verdict(first, second, paired_difference(reported_on[first], reported_on[second]))

@@ -8,6 +8,11 @@ iterations, `rewind.schedule.Duration`) retrains for t steps of the dense run's 
     lrr     final weights W_T * m        rates lr(T-t) … lr(T-1), replayed
     reinit  fresh random weights * m     rates lr(T-t) … lr(T-1) (t = T: the full schedule)
 
+A constant-rate strategy may state its rate instead (`rate`): fine-tuning at lr(T-1) follows the
+paper, but where the schedule ends near zero (cosine, one-cycle) that rate cannot move the weights,
+and fine-tuning at a stated rate is the remedy, as data. `too_small_to_train` says when a
+retraining's rates are that small: every one below STILL_FRACTION of the dense run's base rate.
+
 Budget 0 is "prune, do not retrain". Every strategy sees the training data in the order the
 dense run saw steps T-t … T-1, so strategies differ only in start weights and rates.
 
@@ -29,6 +34,10 @@ WeightsSource = Literal["final", "rewind", "reinit"]
 RatesSource = Literal["replay", "constant"]
 MomentumSource = Literal["fresh", "restored"]
 State = dict[str, torch.Tensor]
+# A retraining whose every rate is below this fraction of the dense run's base rate leaves the
+# weights where they were: the paper fine-tunes at a hundredth of its base rate (0.001 of 0.1), ten
+# times this; a cosine schedule's last rate is a few millionths of its base.
+STILL_FRACTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Strategy:
     rates: RatesSource
     budget: Duration
     momentum: MomentumSource = "fresh"
+    rate: float | None = None  # constant rates only: this rate instead of the final one, lr(T-1)
 
 
 @dataclass(frozen=True)
@@ -61,9 +71,11 @@ def resolve(strategy: Strategy, schedule: Schedule) -> Retraining:
     if strategy.rates == "replay":
         rates = schedule.rates(total - t, total)
     elif strategy.rates == "constant":
-        rates = [schedule.lr(total - 1)] * t
+        rates = [schedule.lr(total - 1) if strategy.rate is None else strategy.rate] * t
     else:
         raise RewindError(f"strategy {name}: unknown rates {strategy.rates!r}; known: replay, constant")
+    if strategy.rate is not None and strategy.rates != "constant":
+        raise RewindError(f"strategy {name}: a stated rate is for constant rates; replayed rates are the schedule's")
     if strategy.weights not in ("final", "rewind", "reinit"):
         raise RewindError(f"strategy {name}: unknown weights {strategy.weights!r}; known: final, rewind, reinit")
     if strategy.momentum not in ("fresh", "restored"):
@@ -72,6 +84,13 @@ def resolve(strategy: Strategy, schedule: Schedule) -> Retraining:
         raise RewindError(f"strategy {name}: fresh weights have no momentum to restore")
     rewind_step = total - t if strategy.weights == "rewind" else None
     return Retraining(strategy.weights, rewind_step, tuple(rates), total - t, strategy.momentum)
+
+
+def too_small_to_train(retraining: Retraining, schedule: Schedule) -> bool:
+    """Whether a retraining with a budget has no rate of at least STILL_FRACTION of the dense run's
+    base rate: its steps cannot move the weights, so it is the pruned network, not retrained
+    (budget 0, retraining nothing by design, is not "too small")."""
+    return bool(retraining.rates) and max(retraining.rates) < STILL_FRACTION * schedule.base
 
 
 def start_state(

@@ -5,6 +5,7 @@ that matches the pruning schedule, known strategy names) are checked after parsi
 becomes one ParamsError line that names the key: `params.yaml: strategies.ft.budget: ...`.
 """
 
+import dataclasses
 import re
 from collections.abc import Hashable
 from pathlib import Path
@@ -20,7 +21,7 @@ from rewind.models import architecture, builder, prunable_names
 from rewind.plugins import is_import_path, load_callable
 from rewind.prune import excluded
 from rewind.schedule import Duration, Schedule, ScheduleKind
-from rewind.strategies import Strategy
+from rewind.strategies import STILL_FRACTION, Strategy, resolve, too_small_to_train
 from rewind.train import steps_per_epoch
 
 PARAMS_FILE = Path("params.yaml")
@@ -121,6 +122,9 @@ class StrategyParams(Strict):
     # fresh: momentum starts at zero (rewind's default); restored: the momentum saved with the
     # start weights, as the paper's code does
     momentum: Literal["fresh", "restored"] = "fresh"
+    # rates: constant only: retrain at this rate instead of the dense run's final one, lr(T-1)
+    # (fine-tuning at a usable rate where the schedule ends near zero: cosine, one-cycle)
+    lr: Annotated[float, Field(gt=0.0, le=FLOAT32_MAX)] | None = None
 
 
 class ControlsParams(Strict):
@@ -211,7 +215,17 @@ class Params(Strict):
     def strategy(self, name: str) -> Strategy:
         """The strategy `strategies.<name>` defines, as the library takes it."""
         spec = self.strategies[name]
-        return Strategy(name, spec.weights, spec.rates, Duration.parse(spec.budget), spec.momentum)
+        return Strategy(name, spec.weights, spec.rates, Duration.parse(spec.budget), spec.momentum, spec.lr)
+
+    def still_rate(self, name: str, steps_per_epoch: int, budget: int | str | None = None) -> float | None:
+        """The largest rate strategy `name` retrains at (at `budget`, or its own) when every one is
+        too small to move the weights (`rewind.strategies.too_small_to_train`); None otherwise."""
+        strategy = self.strategy(name)
+        if budget is not None:
+            strategy = dataclasses.replace(strategy, budget=Duration.parse(budget))
+        schedule = self.train.lr_schedule(steps_per_epoch)
+        retraining = resolve(strategy, schedule)
+        return max(retraining.rates) if too_small_to_train(retraining, schedule) else None
 
     def pruning_method(self, strategy: str) -> str:
         """The strategy's own pruning method if it sets one (a control), else prune.method."""
@@ -332,6 +346,10 @@ def consistency_problems(params: Params) -> list[str]:
         problems += _budget_problems(f"strategies.{name}.budget", spec.budget, spec.weights == "rewind", params)
         if spec.momentum == "restored" and spec.weights == "reinit":
             problems.append(f"strategies.{name}.momentum: fresh weights have no momentum to restore; use fresh")
+        if spec.lr is not None and spec.rates != "constant":
+            problems.append(
+                f"strategies.{name}.lr: a stated rate is for rates: constant; replayed rates are the schedule's"
+            )
     if not params.compare:
         problems.append("compare: name at least one strategy")
     for name in params.compare:
@@ -362,6 +380,43 @@ def consistency_problems(params: Params) -> list[str]:
     problems += _exclude_problems(params)
     problems += _export_problems(params)
     return problems
+
+
+def rate_warnings(params: Params) -> list[str]:
+    """Strategies that will retrain at rates too small to move the weights (fine-tuning at the
+    final rate of a schedule that ends near zero), each as one line naming the key and the remedy.
+    Not errors: such a fine-tuning is the paper's definition, and the report says what it did.
+    For a dataset of its own the steps per epoch are unknown here: one step per epoch ends every
+    schedule on its largest final rate, so nothing is flagged that more steps would not flag too."""
+    per_epoch = known_steps_per_epoch(params) or 1
+    checks = [(name, None) for name in dict.fromkeys(params.retrained)] + [
+        (name, budget) for name in params.sweep.strategies for budget in params.sweep.budgets
+    ]
+    warned, lines = set(), []
+    for name, budget in checks:
+        rate = params.still_rate(name, per_epoch, budget)
+        if rate is None or name in warned:
+            continue
+        warned.add(name)
+        where = "" if budget is None else f" at sweep budget {budget}"
+        lines.append(
+            f"strategies.{name}: its largest rate{where}, {rate:.2g}, is below {STILL_FRACTION:g} of train.lr "
+            f"({params.train.lr:g}): it cannot move the weights and will score as the pruned network unretrained. "
+            + remedy(params, name)
+        )
+    return lines
+
+
+def remedy(params: Params, name: str) -> str:
+    """How to retrain strategy `name` at a usable rate, as the params that do it."""
+    spec = params.strategies[name]
+    if spec.rates == "replay":
+        return "A larger budget replays larger rates of the schedule."
+    return (
+        f"To retrain at a usable rate, compare a strategy that states one, e.g. `{name}_lr: {{weights: {spec.weights}, "
+        f"rates: constant, budget: {spec.budget}, lr: {params.train.lr / 100:g}}}` "
+        "(the paper fine-tunes at a hundredth of its base rate)."
+    )
 
 
 def known_steps_per_epoch(params: Params) -> int | None:

@@ -175,8 +175,16 @@ def _processes_with(variable: str) -> dict[int, str]:
     return found
 
 
+def shown_as(text: str) -> str:
+    """JavaScript: the innermost element of the page whose rendered text is exactly `text` (Prefect's
+    markdown renderer draws paragraphs and headings as divs, so no tag name is assumed)."""
+    return f"[...document.querySelectorAll('body *')].filter(e => e.innerText?.trim() === {json.dumps(text)}).pop()"
+
+
 def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
-    """In Prefect's own UI, in Chromium: the report artifact's tables and every figure drawn."""
+    """In Prefect's own UI, in Chromium: the report artifact's tables and every figure drawn, and
+    the report's first line, the answer, shown whole as the paragraph above the title (a paragraph
+    broken over lines in the markdown would show as several lines)."""
     project, env, _ = served
     flow_run = work_once(project, env, start_run(project, env))
     assert flow_run["state_type"] == "COMPLETED", flow_run["worker_output"]
@@ -185,6 +193,9 @@ def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
     (artifact,) = httpx.post(f"{api}/artifacts/filter", json=query, timeout=10).json()
     assert artifact["flow_run_id"] == flow_run["id"]
     figures = "[...document.querySelectorAll('img')].filter(i => i.src.startsWith('data:image/png'))"
+    report = (project / "reports/report.md").read_text()
+    answer = report.splitlines()[0].replace("**", "").replace("`", "")  # bold and code, as rendered
+    answer_js, title_js = shown_as(answer), shown_as("Retraining after pruning")
     page = open_page(
         f"{api.removesuffix('/api')}/artifacts/artifact/{artifact['id']}",
         tmp_path / "artifact.png",
@@ -194,10 +205,13 @@ def test_the_ui_shows_the_report_artifact_with_its_figures(served, tmp_path):
             "drawn": f"{figures}.filter(i => i.naturalWidth > 100 && i.naturalHeight > 100).length",
             "broken": "[...document.querySelectorAll('img')].filter(i => i.complete && !i.naturalWidth).length",
             "table": "!!document.querySelector('table')",
+            "answer": f"!!{answer_js}",
+            "answer_first": f"!!({title_js} && {answer_js}?.compareDocumentPosition({title_js}) & 4)",  # FOLLOWING
         },
         timeout=60,
     )
-    report = (project / "reports/report.md").read_text()
+    assert page.facts["answer"], f"the first line, whole and unbroken, is shown: {answer}"
+    assert page.facts["answer_first"], "the answer comes before the title"
     assert page.facts["figures"] == report.count("![") >= 2
     assert page.facts["drawn"] == page.facts["figures"], "every figure decoded and drawn"
     assert page.facts["broken"] == 0

@@ -97,3 +97,15 @@ def test_tensors_load_in_sorted_order_whatever_order_they_were_saved_in(tmp_path
     save_tensors(tmp_path / "x.safetensors", {n: torch.zeros(2) for n in names})
     tensors, _ = load_tensors(tmp_path / "x.safetensors")
     assert list(tensors) == sorted(names)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_weight_is_refused_naming_the_file_and_tensor(tmp_path, bad):
+    """A file whose hash is right (save_tensors wrote it) but holds NaN or infinity: a diverged
+    or hand-made checkpoint would carry it into every accuracy computed from it."""
+    path = tmp_path / "ckpt.safetensors"
+    weights = torch.randn(4, 3)
+    weights[2, 1] = bad
+    save_tensors(path, {"a.weight": weights, "mask": torch.ones(3, dtype=torch.bool)})
+    with pytest.raises(RewindError, match=rf"^{path}: tensor 'a.weight' holds NaN or infinity"):
+        load_tensors(path)

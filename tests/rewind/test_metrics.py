@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from rewind.metrics import accuracy_and_loss, evaluate
+from rewind.metrics import accuracy_and_loss, evaluate, relative_distance
 
 
 class Fixed(nn.Module):
@@ -67,3 +67,10 @@ def test_flops_count_surviving_multiplications_per_output_position():
     conv_masks = {"0.weight": torch.ones(4, 1, 3, 3, dtype=torch.bool)}
     conv_masks["0.weight"][0] = False
     assert flops(conv, conv_masks, (1, 5, 5)) == (3 * 9 * 25, 4 * 9 * 25)
+
+
+def test_relative_distance_is_the_l2_norm_of_the_difference_over_the_references():
+    reference = {"a.weight": torch.tensor([3.0, 0.0]), "a.bias": torch.tensor([4.0]), "steps": torch.tensor(7)}
+    moved = {"a.weight": torch.tensor([3.0, 0.3]), "a.bias": torch.tensor([4.4]), "steps": torch.tensor(9)}
+    assert relative_distance(moved, reference) == pytest.approx(0.5 / 5.0)  # integers are no weights
+    assert relative_distance(reference, reference) == 0.0

@@ -3,7 +3,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from rewind.stats import Summary, paired_difference, safe_sparsity, summarize, winner
+from rewind.stats import Summary, best, paired_difference, safe_sparsity, summarize, winner
 
 
 def test_summarize_uses_the_sample_standard_deviation():
@@ -77,3 +77,14 @@ def test_the_winner_is_chosen_on_validation_and_its_lead_measured_on_test():
     assert verdict.lead.mean == pytest.approx(-0.02), "measured on test, where wr is ahead"
     alone = winner({"ft": summarize([0.8])}, {"ft": summarize([0.7])})
     assert alone.runner_up is None and alone.lead is None
+
+
+def test_a_tie_on_validation_is_a_tie_whatever_the_order():
+    """wr and lrr with the same validation counts seed by seed: neither wins, in either order,
+    however far apart they are on test."""
+    validation = {"wr": summarize([0.90, 0.92]), "lrr": summarize([0.92, 0.90]), "ft": summarize([0.80, 0.81])}
+    test = {"wr": summarize([0.95, 0.96]), "lrr": summarize([0.85, 0.86]), "ft": summarize([0.80, 0.80])}
+    for order in (["wr", "lrr", "ft"], ["lrr", "wr", "ft"]):
+        verdict = winner({s: validation[s] for s in order}, test)
+        assert verdict.winner is None and verdict.lead is None and set(verdict.tied) == {"wr", "lrr"}
+    assert best({10: summarize([0.5]), 20: summarize([0.7]), 30: summarize([0.7])}) == [20, 30]

@@ -3,7 +3,7 @@ import torch
 
 from rewind import RewindError
 from rewind.schedule import Duration, Schedule
-from rewind.strategies import Strategy, resolve, start_momentum, start_state
+from rewind.strategies import Strategy, resolve, start_momentum, start_state, too_small_to_train
 
 T = 10
 SCHEDULE = Schedule(0.1, epochs=T, steps_per_epoch=1, milestones=(4, 8), gamma=0.1)
@@ -99,3 +99,24 @@ def test_an_iteration_budget_rewinds_to_that_very_step_and_replays_from_it():
     ft = resolve(Strategy("ft", "final", "constant", Duration(6, "iterations")), schedule)
     assert (wr.rewind_step, wr.start_step, list(wr.rates)) == (34, 34, schedule.rates(34, 40))
     assert list(ft.rates) == [schedule.lr(39)] * 6 and ft.start_step == 34
+
+
+def test_a_stated_constant_rate_replaces_the_final_one_and_only_for_constant_rates():
+    ft = resolve(Strategy("ft", "final", "constant", Duration(3), rate=0.01), SCHEDULE)
+    assert list(ft.rates) == [0.01] * 3 and ft.start_step == T - 3
+    with pytest.raises(RewindError, match="strategy lrr: a stated rate is for constant rates"):
+        resolve(Strategy("lrr", "final", "replay", Duration(3), rate=0.01), SCHEDULE)
+
+
+def test_rates_too_small_to_train_are_those_below_a_thousandth_of_the_base_rate():
+    """Cosine over 30 epochs of 22 steps with 2 warmup epochs (digits at batch 64) ends at a rate of
+    5.7e-7, far below 1e-3 of its 0.1: fine-tuning there cannot move the weights; the step
+    schedule's 0.001 (the paper's fine-tuning rate) can, and so can lrr on the cosine's tail."""
+    cosine = Schedule(0.1, epochs=30, steps_per_epoch=22, kind="cosine", warmup_epochs=2)
+    ft = Strategy("ft", "final", "constant", Duration(20))
+    assert cosine.lr(cosine.total_steps - 1) == pytest.approx(5.7e-7, rel=0.01)
+    assert too_small_to_train(resolve(ft, cosine), cosine)
+    assert not too_small_to_train(resolve(Strategy("ft", "final", "constant", Duration(3)), SCHEDULE), SCHEDULE)
+    assert not too_small_to_train(resolve(Strategy("lrr", "final", "replay", Duration(1)), cosine), cosine)
+    assert not too_small_to_train(resolve(Strategy("ft", "final", "constant", Duration(20), rate=1e-3), cosine), cosine)
+    assert not too_small_to_train(resolve(Strategy("none", "final", "constant", Duration(0)), cosine), cosine)

@@ -77,6 +77,27 @@ def test_damaged_file_is_refused_naming_it(built, kind, damage):
     assert not list(built.rglob("*.tmp")), "no half-written file left behind"
 
 
+def with_a_nan(path: Path) -> None:
+    """The file rewritten by save_tensors (its hash right) with one NaN in its first floating tensor."""
+    tensors, meta = load_tensors(path)
+    name = next(name for name, tensor in tensors.items() if tensor.is_floating_point())
+    tensors[name].view(-1)[0] = float("nan")
+    save_tensors(path, tensors, meta)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in FILES if "mask" not in kind])  # masks hold booleans
+def test_a_non_finite_weight_is_refused_naming_the_file(built, kind):
+    relative, command = FILES[kind]
+    path = built / relative
+    original = path.read_bytes()
+    try:
+        with_a_nan(path)
+        error = stage(built, *command)
+    finally:
+        path.write_bytes(original)
+    assert f"{relative}: tensor '" in error and "holds NaN or infinity" in error, error
+
+
 def test_missing_input_names_the_file(built):
     mask = built / "runs/ft/round-1/masks/seed-0.safetensors"
     aside = mask.with_name("aside")

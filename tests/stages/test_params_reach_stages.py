@@ -128,7 +128,7 @@ def oneshot(draw) -> dict:
 
 @st.composite
 def strategy_change(draw) -> dict:
-    """One compared strategy's budget (0 … epochs), start weights, rates or pruning control."""
+    """One compared strategy's budget (0 … epochs), start weights, rates, pruning control or stated rate."""
     name = draw(st.sampled_from(COMPARED))
     key, values = draw(
         st.sampled_from(
@@ -137,6 +137,7 @@ def strategy_change(draw) -> dict:
                 ("weights", st.sampled_from(["final", "rewind", "reinit"])),
                 ("rates", st.sampled_from(["replay", "constant"])),
                 ("pruning", st.sampled_from(["random", "magnitude"])),
+                ("lr", st.sampled_from([TINIEST, 0.001, FLOAT32_MAX])),  # a stated constant rate
             ]
         )
     )

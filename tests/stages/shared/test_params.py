@@ -134,6 +134,11 @@ def test_the_shipped_params_validate():
             lambda p: p["strategies"]["reinit"].update(pruning="random"),
             "strategies.reinit.pruning: reinit is a control: it prunes nothing",
         ),
+        (
+            lambda p: p["strategies"]["lrr"].update(lr=0.01),
+            "strategies.lrr.lr: a stated rate is for rates: constant; replayed rates are the schedule's",
+        ),
+        (lambda p: p["strategies"]["ft"].update(lr=0.0), "strategies.ft.lr: must be > 0"),
     ],
 )
 def test_bad_values_get_one_line_naming_the_key(tmp_path, change, expected):
@@ -196,3 +201,35 @@ def test_missing_file_and_non_mapping(tmp_path):
     with pytest.raises(ParamsError, match="params.yaml: file not found"):
         load_params(tmp_path / "params.yaml")
     assert "expected a mapping" in error_for(tmp_path, "- just\n- a list\n")
+
+
+def cosine(tmp_path, **strategies):
+    """The default under a cosine schedule of 30 epochs with 2 of warmup, `strategies` added."""
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(schedule="cosine", epochs=30, warmup_epochs=2, milestones=[])
+    params["strategies"]["reinit"]["budget"] = 30
+    params["sweep"]["budgets"] = [10, 20]
+    params["strategies"].update(strategies)
+    return load_params(write(tmp_path, params))
+
+
+def test_a_constant_rate_too_small_to_train_is_warned_about_with_its_remedy(tmp_path):
+    """Fine-tuning at a cosine's last rate (5.7e-7 on digits) cannot move the weights: one warning,
+    naming the key, the rate and a strategy at a stated rate that would train; `none` (budget 0)
+    retrains nothing by design and lrr replays the cosine's usable tail, so neither is flagged."""
+    from stages.shared.params import rate_warnings
+
+    (line,) = rate_warnings(cosine(tmp_path))
+    assert line.startswith("strategies.ft: its largest rate, 5.7e-07, is below 0.001 of train.lr (0.1)"), line
+    assert "`ft_lr: {weights: final, rates: constant, budget: 20, lr: 0.001}`" in line
+    remedied = cosine(tmp_path, ft={"weights": "final", "rates": "constant", "budget": 20, "lr": 0.001})
+    assert rate_warnings(remedied) == [] and remedied.strategy("ft").rate == 0.001
+
+
+def test_the_shipped_params_warn_about_nothing():
+    from stages.shared.params import rate_warnings
+    from tests.conftest import ROOT
+
+    assert rate_warnings(load_params(ROOT / "params.yaml")) == []
