@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup run test lint browser
+.PHONY: setup run test lint browser exps
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,12 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	dvc repro
 	@echo; cat reports/report.md
+
+# The experiments table in a terminal: what differs between experiments, the verdict first, then the
+# params; without the dependency hashes (a column each) and per-round accuracies (README: Experiments).
+EXPS_DROP := .*/|(exports|plugins|rewind|runs)$$|Created|.*\.accuracy\.round|.*\.safe_sparsity
+exps: setup
+	dvc exp show --no-pager --only-changed --drop '$(EXPS_DROP)'
 
 lint: setup
 	ruff check .

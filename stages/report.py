@@ -482,13 +482,7 @@ def headline_metrics(
     results/metrics.json; null where the report says "—" or "cannot be judged". Every other value
     stays in results/metrics.json and results/evaluations.json."""
     safe = safe_sparsities(params, val_rounds, sparsity, val_dense)
-    metrics: dict = {"dense": {"accuracy": dense.mean}} | {
-        s: {
-            "accuracy": {f"round{spec.id}": rounds[s][spec.id].mean for spec in params.rounds},
-            "safe_sparsity": safe[s],
-        }
-        for s in params.retrained
-    }
+    metrics: dict = {}  # the verdict first: `dvc exp show` gives the columns in this order
     gains = paper_claim(params, rounds)
     if gains is not None:
         holds = claim_holds(gains)
@@ -499,14 +493,24 @@ def headline_metrics(
 
         last = params.rounds[-1].id
         metrics["verdict"] = {
+            "holds": holds,
+            "ft_trains": ft_trains,
             "sparsity": sparsity[last],
             "network_sparsity": network[last],
             "wr_minus_ft": interval(gains["wr"]),
             "lrr_minus_ft": interval(gains["lrr"]),
-            "holds": holds,
-            "ft_trains": ft_trains,
         }
-    return metrics
+    return (
+        metrics
+        | {"dense": {"accuracy": dense.mean}}
+        | {
+            s: {
+                "accuracy": {f"round{spec.id}": rounds[s][spec.id].mean for spec in params.rounds},
+                "safe_sparsity": safe[s],
+            }
+            for s in params.retrained
+        }
+    )
 
 
 def safe_table(params: Params, rounds: dict, val_rounds: dict, sparsity: dict[int, float], val_dense: Summary) -> str:
@@ -879,7 +883,8 @@ def report(params: Params, args: argparse.Namespace) -> None:
     outputs = {  # all made before any is written: a failure leaves the previous report whole
         layout.REPORT: text.encode(),
         layout.HEADLINE: json_bytes(
-            headline_metrics(params, rounds, val_rounds, sparsity, network, dense, val_dense, not stalled)
+            headline_metrics(params, rounds, val_rounds, sparsity, network, dense, val_dense, not stalled),
+            sort_keys=False,
         ),
         layout.ACCURACY_CSV: accuracy_csv(params, rounds, sparsity).encode(),
         layout.BUDGET_CSV: budget_csv(params, sweep).encode(),

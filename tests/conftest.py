@@ -3,8 +3,10 @@
 import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,18 @@ from pipeline.dvc_cli import stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
-__all__ = ["ROOT", "VENV_BIN", "copy_of", "dvc", "make_project", "params_with", "project_env", "run", "tiny_params"]
+__all__ = [
+    "ROOT",
+    "VENV_BIN",
+    "copy_of",
+    "dvc",
+    "make_project",
+    "on_terminal",
+    "params_with",
+    "project_env",
+    "run",
+    "tiny_params",
+]
 
 
 def params_with(tmp_path: Path, **train):
@@ -75,3 +88,23 @@ def copy_of(project: Path, destination: Path) -> Path:
     """A copy of a project: its git repository, workspace and DVC cache (a clone would lack the cache)."""
     shutil.copytree(project, destination, symlinks=True)
     return destination
+
+
+def on_terminal(cmd: list[str], cwd: Path, columns: int = 100) -> str:
+    """Run `cmd` with a pseudo-terminal (`columns` wide) as its stdin, stdout and stderr; all it printed."""
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    process = subprocess.Popen(cmd, cwd=cwd, env=project_env(), stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process ended and the terminal closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")

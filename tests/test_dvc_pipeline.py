@@ -6,12 +6,15 @@ user would: rerun, rerun one round, change a knob, run an experiment, feed it ba
 
 import hashlib
 import json
+import re
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import copy_of, dvc, run
+from tests.conftest import ROOT, copy_of, dvc, on_terminal, run
 
 pytestmark = pytest.mark.slow
 
@@ -200,6 +203,27 @@ def test_experiment_then_metrics_diff_shows_the_headline_changes(project):
         for rev in experiment["revs"]
     ]
     assert 4 in budgets, "the experiment is recorded with its parameter"
+
+
+def exps_command() -> list[str]:
+    """`make exps`'s command, from the Makefile (the project copies carry no Makefile)."""
+    makefile = (ROOT / "Makefile").read_text()
+    drop = re.search(r"^EXPS_DROP := (.*)$", makefile, re.MULTILINE).group(1).replace("$$", "$")
+    recipe = re.search(r"^exps: setup\n\t(.*)$", makefile, re.MULTILINE).group(1)
+    return [sys.executable, "-m", *shlex.split(recipe.replace("$(EXPS_DROP)", drop))]
+
+
+def test_the_experiments_table_fits_a_200_column_terminal(project):
+    """After `dvc exp run -S strategies.lrr.budget=4` above: `make exps` on a 200-column terminal
+    shows the experiment's name, the changed param and the verdict, none of them cut."""
+    path, _ = project
+    (name,) = dvc("exp", "list", "--name-only", cwd=path).stdout.split()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", on_terminal(exps_command(), path, columns=200))  # no colours
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert max(len(line.rstrip()) for line in lines) <= 200
+    for cell in (name, "strategies.lrr.budget", "verdict.lrr_minus_ft.mean", "workspace"):
+        assert cell in shown, (cell, shown)
+    assert "runs/" not in shown and "md5" not in shown
 
 
 def test_clean_clone_reproduces_every_stage_bit_identically(project, tmp_path):

@@ -121,10 +121,10 @@ def check_masks(masks: Masks, model: nn.Module, source: str, exclude: list[str] 
             raise RewindError(f"{source}: mask {name!r} has shape {tuple(mask.shape)}, the weight {tuple(shape)}")
 
 
-def json_bytes(payload: object) -> bytes:
-    """The one JSON form stages write: keys sorted and indented, so a rerun writes the same bytes
-    and git shows a change line by line."""
-    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+def json_bytes(payload: object, sort_keys: bool = True) -> bytes:
+    """The one JSON form stages write: indented, keys sorted (or, with `sort_keys` false, in the
+    payload's own fixed order), so a rerun writes the same bytes and git shows a change line by line."""
+    return (json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n").encode()
 
 
 def write_json(path: Path, payload: object) -> None:

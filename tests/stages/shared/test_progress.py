@@ -1,20 +1,15 @@
 """A training stage's progress as a user sees it: a bar on a terminal, epoch lines in a pipe (what
 the Prefect flow reads), and the same output files either way."""
 
-import fcntl
 import hashlib
-import os
 import re
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 
 from stages.shared.progress import EPOCH_LINE, EPOCH_PATTERN, stage_fraction
-from tests.conftest import copy_of, make_project, project_env, run, tiny_params
+from tests.conftest import copy_of, make_project, on_terminal, run, tiny_params
 
 TRAIN = [sys.executable, "-m", "stages.train"]
 SEEDS, EPOCHS = 2, 4  # tiny_params
@@ -26,26 +21,6 @@ def prepared(tmp_path_factory) -> Path:
     for stage in ("validate", "prepare"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
     return project
-
-
-def on_terminal(cmd: list[str], cwd: Path) -> str:
-    """Run `cmd` with a pseudo-terminal (100 columns) as its stdin, stdout and stderr; all it printed."""
-    leader, follower = os.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    process = subprocess.Popen(cmd, cwd=cwd, env=project_env(), stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the process ended and the terminal closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert process.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
-    return b"".join(chunks).decode(errors="replace")
 
 
 def digests(project: Path) -> dict[str, str]:
