@@ -94,7 +94,8 @@ def on_terminal(cmd: list[str], cwd: Path, columns: int = 100) -> str:
     """Run `cmd` with a pseudo-terminal (`columns` wide) as its stdin, stdout and stderr; all it printed."""
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    process = subprocess.Popen(cmd, cwd=cwd, env=project_env(), stdin=follower, stdout=follower, stderr=follower)
+    env = project_env() | {"COLUMNS": str(columns), "LINES": "24"}  # as a terminal of that size sets them
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     chunks = []
     while True:

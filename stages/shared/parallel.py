@@ -94,26 +94,35 @@ def _quiet(quiet: bool) -> Iterator[None]:
 
 def _train_in_children(runs: Sequence[Run[T]], workers: int) -> dict[int, float]:
     """Train each run in a child of its own, `workers` at a time; their training seconds by index.
-    The first failure stops the others and is raised here, as the run itself would have raised it."""
+
+    A failure is raised here as the run itself would have raised it, and as one run after the
+    other would have met it: runs after the failed one are stopped (their progress kept), runs
+    before it finish, and the first in order that failed is the one raised."""
     pending, running, seconds = list(enumerate(runs)), {}, {}
+    failed: tuple[int, str, int, str] | None = None  # index, label, exit code, report
     try:
         while pending or running:
-            while pending and len(running) < workers:
+            while pending and len(running) < workers and failed is None:
                 index, run = pending.pop(0)
                 slot = min(set(range(workers)) - {child.slot for child in running.values()})
                 child = _fork(index, run, slot)
                 running[child.pid] = child
+            if not running:
+                break
             pid, status = os.wait()
             if pid not in running:
                 continue
             child = running.pop(pid)
             code, report = os.waitstatus_to_exitcode(status), child.report()
-            if code != 0:
-                pending.clear()
-                _raise_failure(child.run.label, code, report)
-            seconds[child.index] = float(report)
+            if code == 0:
+                seconds[child.index] = float(report)
+            elif failed is None or child.index < failed[0]:
+                failed = (child.index, child.run.label, code, report)
+                _stop({pid: later for pid, later in running.items() if later.index > child.index}, running)
     finally:
-        _stop(running)
+        _stop(running, running)
+    if failed is not None:
+        _raise_failure(*failed[1:])
     return seconds
 
 
@@ -193,12 +202,13 @@ def _raise_failure(label: str, code: int, report: str) -> None:
     raise RuntimeError(f"{label}: its training process failed (exit {code}); its traceback is above")
 
 
-def _stop(running: dict[int, _Child]) -> None:
-    """Stop and reap children still training (another run failed, or the stage was interrupted):
-    each keeps the progress of its last finished epoch."""
-    for pid in running:
+def _stop(children: dict[int, _Child], running: dict[int, _Child]) -> None:
+    """Stop and reap `children` (runs after a failed one, or all when the stage is interrupted) and
+    take them out of `running`: each keeps the progress of its last finished epoch."""
+    for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for child in running.values():
-        os.waitpid(child.pid, 0)
+    for pid, child in list(children.items()):
+        os.waitpid(pid, 0)
         os.close(child.reports)
+        running.pop(pid, None)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,20 +62,29 @@ def test_each_run_trains_in_a_child_then_the_stage_only_loads_it(tmp_path):
     assert wall < 4 * 0.2, "two at a time"
 
 
-def test_a_failing_run_is_raised_as_itself_and_stops_the_others(tmp_path):
+def test_a_failing_run_is_raised_as_itself_and_as_one_after_the_other_would_meet_it(tmp_path):
+    """The runs after a failed one are stopped; of two failures, the earlier run's is raised (one
+    run after the other would have stopped there), even when the later run fails first."""
+
     def slow() -> None:
         time.sleep(30)
 
-    def diverging() -> None:
-        raise RewindError("lrr round 0 seed 1: training diverged: loss is nan")
+    def diverging(seed: int, after: float) -> Callable[[], None]:
+        def train() -> None:
+            time.sleep(after)
+            raise RewindError(f"lrr round 0 seed {seed}: training diverged: loss is nan")
+
+        return train
 
     def buggy() -> None:
         raise ValueError("a bug")
 
     started = time.perf_counter()
     with pytest.raises(RewindError, match="^lrr round 0 seed 1: training diverged: loss is nan$"):
-        run_all([Run("slow", slow), Run("seed 1", diverging), Run("slow too", slow)], workers=2)
-    assert time.perf_counter() - started < 10, "the slow runs were stopped"
+        run_all([Run("seed 1", diverging(1, 0)), Run("slow", slow), Run("slow too", slow)], workers=2)
+    assert time.perf_counter() - started < 10, "the runs after it were stopped"
+    with pytest.raises(RewindError, match="^lrr round 0 seed 0: "):
+        run_all([Run("seed 0", diverging(0, 1.0)), Run("seed 1", diverging(1, 0))], workers=2)
     with pytest.raises(RuntimeError, match=r"^bug: its training process failed \(exit 1\)"):
         run_all([Run("fine", lambda: None), Run("bug", buggy)], workers=2)
 
