@@ -49,8 +49,9 @@ def cluster_sandbox(base: Path, params: dict) -> dict[str, Path]:
     """origin.git (bare), the DVC remote `storage`, and clones of it: coordinator, w1, w2."""
     project = make_project(base / "seed", params)
     (project / PREFECT_FILE).write_text((ROOT / PREFECT_FILE).read_text())
-    command = [sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(base / "storage")]
-    subprocess.run(command, cwd=project, env=stage_env(), check=True, capture_output=True)
+    dvc = [sys.executable, "-m", "dvc", "remote"]
+    for command in (["add", "-d", "shared", str(base / "storage")], ["modify", "shared", "verify", "true"]):
+        subprocess.run([*dvc, *command], cwd=project, env=stage_env(), check=True, capture_output=True)
     git("add", "-A", cwd=project)
     git("commit", "-qm", "cluster: deployment, shared DVC remote", cwd=project)
     git("clone", "-q", "--bare", str(project), str(base / "origin.git"), cwd=base)

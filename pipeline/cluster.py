@@ -118,8 +118,15 @@ def preflight(project: Path, git_remote: str) -> str:
         raise PipelineError(
             f"HEAD {sha[:12]} is not pushed to git remote {git_remote!r}, where workers fetch; git push"
         )
-    if dvc_cli.run(project, "remote", "default").returncode != 0:
+    default = dvc_cli.run(project, "remote", "default")
+    if default.returncode != 0:
         raise PipelineError("no default DVC remote: workers share results through it; dvc remote add -d <name> <url>")
+    name = default.stdout.strip()
+    if dvc_cli.run(project, "config", f"remote.{name}.verify").stdout.strip().lower() != "true":
+        raise PipelineError(
+            f"DVC remote {name!r} does not verify what workers pull: a damaged object would pass as a result; "
+            f"dvc remote modify {name} verify true (README: Sharing results)"
+        )
     return sha
 
 

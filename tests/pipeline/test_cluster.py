@@ -115,6 +115,17 @@ def test_refuses_without_a_dvc_remote(sandbox, tmp_path):
     assert "no default DVC remote" in line
 
 
+def test_refuses_a_dvc_remote_that_does_not_verify(sandbox, tmp_path):
+    clone = tmp_path / "unverified"
+    run(["git", "clone", "-q", str(sandbox["origin"]), str(clone)], tmp_path)
+    dvc("remote", "modify", "shared", "verify", "false", cwd=clone)
+    run(["git", "commit", "-qam", "remote unverified"], clone)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/unverified"], clone)
+    line = one_error_line(cluster("run", cwd=clone, env=project_env() | UNREACHABLE_API))
+    assert "DVC remote 'shared' does not verify what workers pull" in line
+    assert "dvc remote modify shared verify true" in line
+
+
 def test_refuses_without_a_prefect_server(sandbox):
     env = {k: v for k, v in project_env().items() if k != "PREFECT_API_URL"}
     assert "PREFECT_API_URL is not set" in one_error_line(cluster("run", cwd=sandbox["coordinator"], env=env))
