@@ -9,9 +9,10 @@ run has one code path whether it trained here or in a child, and a stage killed 
 as before: the children die with the stage (PR_SET_PDEATHSIG) and keep their last epoch.
 
 How many at once is the machine's business, not the result's, so it is no param: as many runs as
-the usable cores hold at `train.threads` each, one on a GPU (a forked child cannot use CUDA, and
-runs would share its memory), or `REWIND_WORKERS` (the Prefect flow sets 1: it runs stages side
-by side instead).
+the usable cores hold at `train.threads` each (single-threaded runs: one more than the cores, so
+no core idles while a run forks, loads or reports), one on a GPU (a forked child cannot use CUDA,
+and runs would share its memory), or `REWIND_WORKERS` (the Prefect flow sets 1: it runs stages
+side by side instead).
 """
 
 import contextlib
@@ -53,7 +54,8 @@ class Run(Generic[T]):
 
 def worker_count(threads: int | None, device_type: str, runs: int) -> int:
     """How many runs train at once: `REWIND_WORKERS` if set, else one per `threads` usable cores
-    (one when `threads` is null: a run then takes every core), one on a GPU; never more than `runs`."""
+    (one more than the cores for single-threaded runs, one when `threads` is null: a run then takes
+    every core), one on a GPU; never more than `runs`."""
     forced = os.environ.get(WORKERS_ENV, "").strip()
     if forced:
         if not forced.isdigit() or int(forced) < 1:
@@ -61,6 +63,8 @@ def worker_count(threads: int | None, device_type: str, runs: int) -> int:
         wanted = int(forced)
     elif threads is None:
         wanted = 1
+    elif threads == 1:  # one more than the cores: a core whose run is starting or ending takes the next
+        wanted = len(os.sched_getaffinity(0)) + 1
     else:
         wanted = max(1, len(os.sched_getaffinity(0)) // threads)
     return 1 if device_type != "cpu" else max(1, min(wanted, runs))

@@ -22,10 +22,11 @@ CPU = "cpu"
 def test_worker_count_fills_the_cores_at_the_threads_each_run_takes(monkeypatch):
     monkeypatch.delenv(WORKERS_ENV, raising=False)
     cores = len(os.sched_getaffinity(0))
-    assert worker_count(1, CPU, runs=100) == cores
+    assert worker_count(1, CPU, runs=100) == cores + 1, "single-threaded runs: one more than the cores"
     assert worker_count(1, CPU, runs=1) == 1, "never more workers than runs"
     assert worker_count(None, CPU, runs=100) == 1, "a run on every core leaves none free"
     assert worker_count(cores + 1, CPU, runs=100) == 1
+    assert worker_count(2, CPU, runs=100) == max(1, cores // 2)
     assert worker_count(1, "cuda", runs=100) == 1, "a forked child cannot use CUDA"
     monkeypatch.setenv(WORKERS_ENV, "3")
     assert worker_count(None, CPU, runs=100) == 3
