@@ -40,7 +40,7 @@ def stage_commands(project: Path) -> dict[str, list[str]]:
         "stages.prune": pair,
         "stages.retrain": pair,
         "stages.sweep": ["--strategy", swept],
-        "stages.export": ["--strategy", strategy],
+        "stages.export": [],
         "stages.evaluate": [],
         "stages.report": [],
     }

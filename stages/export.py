@@ -1,4 +1,4 @@
-"""Stage `export@<strategy>`: ship a strategy's pruned networks, every round and seed, in one process.
+"""Stage `export`: ship every compared strategy's pruned networks, every round and seed, in one process.
 
 Each seed of each round gets a compact file of its surviving weights and, under filter pruning, a
 physically slimmed network; `sizes.json` per round sets their bytes and parameters beside the
@@ -7,8 +7,9 @@ one, is written only for the rounds `export.onnx` names: torch's exporter costs 
 rest costs milliseconds, and no stage imports it unless it exports ONNX. Sizes only: they are the
 same on every machine, where measured speeds are not (those are `python -m bench.export`'s).
 
-`--round K` exports one round on its own, the same files the stage writes for it. Every round is
-exported in memory before any file is written: a bad input writes nothing.
+`--strategy S` exports one strategy, with `--round K` one round of it, on its own: the same files
+the stage writes for them. Every round is exported in memory before any file is written: a bad
+input writes nothing.
 """
 
 import argparse
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
+from rewind import RewindError
 from rewind.checkpoint import atomic_write_bytes, save_tensors
 from rewind.export import compact, onnx_bytes, slim, slim_contents
 from rewind.models import build_model
@@ -36,18 +38,24 @@ Contents = bytes | tuple[dict, dict[str, str]]  # a file's bytes, or the tensors
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", required=True, help="a strategy named in params.yaml `compare`")
+    parser.add_argument("--strategy", help="one strategy named in params.yaml `compare` (default: every one)")
     parser.add_argument("--round", type=int, help="one round id from params.yaml `rounds` (default: every round)")
 
 
-def export_strategy(params: Params, args: argparse.Namespace) -> None:
-    params.compared_strategy(args.strategy)
+def export_strategies(params: Params, args: argparse.Namespace) -> None:
+    if args.round is not None and args.strategy is None:
+        raise RewindError("--round: name the strategy it is a round of with --strategy")
+    strategies = params.compare if args.strategy is None else [args.strategy]
     rounds = [params.round(args.round)] if args.round is not None else params.rounds
-    onnx = params.onnx_rounds(args.strategy)
     device_for(params)  # the CPU threads every stage uses; exports are made on the CPU
-    staged = {spec.id: export_round(params, args.strategy, spec.id, spec.id in onnx) for spec in rounds}
-    for round_id, (files, sizes) in staged.items():
-        write_round(layout.export_dir(args.strategy, round_id), files, sizes)
+    staged = {}
+    for strategy in strategies:
+        params.compared_strategy(strategy)
+        onnx = params.onnx_rounds(strategy)
+        for spec in rounds:
+            staged[strategy, spec.id] = export_round(params, strategy, spec.id, spec.id in onnx)
+    for (strategy, round_id), (files, sizes) in staged.items():
+        write_round(layout.export_dir(strategy, round_id), files, sizes)
 
 
 def export_round(params: Params, strategy: str, round_id: int, with_onnx: bool) -> tuple[dict, dict]:
@@ -108,4 +116,4 @@ def _count(model: nn.Module) -> int:
 
 
 if __name__ == "__main__":
-    run_stage(export_strategy, "Export a strategy's pruned networks, every round and seed.", export_arguments)
+    run_stage(export_strategies, "Export the pruned networks of every strategy, round and seed.", export_arguments)

@@ -22,7 +22,7 @@ STRATEGIES, CONTROLS, ROUNDS = ["ft", "wr", "lrr"], ["reinit"], [0, 1]
 ALL_STAGES = (
     {"validate", "prepare", "train", "evaluate", "report"}
     | {f"{kind}@{s}-round{r}" for kind in ("prune", "retrain") for s in STRATEGIES for r in ROUNDS}
-    | {f"export@{s}" for s in STRATEGIES}
+    | {"export"}
     | {f"control@{s}-round{r}" for s in CONTROLS for r in ROUNDS}
     | {"sweep@ft", "sweep@lrr"}
 )

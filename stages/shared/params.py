@@ -146,7 +146,7 @@ class SweepParams(Strict):
 
 
 class ExportParams(Strict):
-    """What `export@<strategy>` writes beyond every round's compact file (and, under filter pruning,
+    """What the `export` stage writes beyond every round's compact file (and, under filter pruning,
     its slimmed network): ONNX, which costs a second or more a seed, only for the rounds named here."""
 
     onnx: list[str]  # `lrr-round5`: that round of lrr; `lrr`: every round of lrr

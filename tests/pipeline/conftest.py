@@ -41,7 +41,7 @@ class Flowed(NamedTuple):
 
 def flow_params() -> dict:
     """tiny_params cut further for the flow tests: two strategies (each exported) and the reinit
-    control, one round, the tiny sweep (14 stages)."""
+    control, one round, the tiny sweep (13 stages)."""
     return tiny_params(compare=["ft", "lrr"], rounds=ONE_ROUND)
 
 

@@ -16,7 +16,7 @@ from tests.conftest import dvc, make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
-STAGE, ROUND, OTHER_ROUND = "export@lrr", Path("exports/lrr/round-0"), Path("exports/lrr/round-1")
+STAGE, ROUND, OTHER_ROUND = "export", Path("exports/lrr/round-0"), Path("exports/lrr/round-1")
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,10 @@ def test_the_stage_reruns_alone_with_identical_outputs(project):
     [
         (["--strategy", "lrr"], "runs/lrr/round-1/models/seed-1.safetensors: file not found"),
         (["--strategy", "lrr", "--round", "1"], "runs/lrr/round-1/models/seed-1.safetensors: file not found"),
+        ([], "runs/lrr/round-1/models/seed-1.safetensors: file not found"),
         (["--strategy", "magic"], "params.yaml: compare: strategy 'magic' is not compared"),
         (["--strategy", "lrr", "--round", "7"], "params.yaml: rounds: no round 7"),
+        (["--round", "0"], "--round: name the strategy it is a round of with --strategy"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(project, arguments, message, tmp_path):
