@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# `dvc repro` under a warm stage server: torch is imported once for the whole run, not once per stage
+# (stages/shared/warm.py); the same DVC, the same outputs.
 run: setup
-	dvc repro
+	$(PYTHON) -m stages.shared.warm_server dvc repro
 	@echo; cat reports/report.md
 
 # The experiments table in a terminal: what differs between experiments, the verdict first, then the

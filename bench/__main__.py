@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bench import micro, portable, repro
+from bench import imports, micro, portable, repro
 from bench.project import Project, default_params, quick_params, small_params
 from bench.sandbox import make_project
 from bench.table import render
@@ -58,6 +58,7 @@ def dvc_sections(quick: bool, root: Path, before: str | None) -> dict:
         "memory": repro.memory(full),
         "noop": repro.noop(project, 1 if quick else 5),
         "incremental": repro.incremental(project, full),
+        "imports": imports.measure(project.path, reps),
     }
     if before is not None:
         results["stage_overhead_before"] = repro.revision_overhead(before, root / "before", reps)

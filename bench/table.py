@@ -33,6 +33,7 @@ def rows(results: dict) -> Iterator[tuple[str, str, str, str]]:
         f"{inc['stages_rerun']}/{inc['stages_total']} stages, {inc['wall_seconds']:.1f} s",
         "",
     )
+    yield from _imports(results.get("imports"))
     yield from _parallel(results["parallel"])
     mem = results["memory"]
     yield "peak RSS, largest stage", f"{mem['peak_rss_mib']:.0f} MiB", mem["largest_stage"], ""
@@ -42,6 +43,18 @@ def rows(results: dict) -> Iterator[tuple[str, str, str, str]]:
     yield f"our loop / plain loop ({roof['model']})", f"{ratio['median']:.3f}×", _spread(ratio), "≥ 0.95×"
     yield "  our loop throughput", f"{ours:.0f} samples/s", _spread(roof["ours_samples_per_second"]), ""
     yield from _portable(results.get("portable_kernels"))
+
+
+def _imports(section: dict | None) -> Iterator[tuple[str, str, str, str]]:
+    """Per stage module: its imports as it runs, torch's share, and any costly module it does not use."""
+    if section is None:  # results written before the figure existed
+        return
+    for module, stage in section.items():
+        total, torch = stage["import_seconds"]["median"], stage["torch_seconds"]["median"]
+        largest = stage["largest_other_packages"].items()
+        others = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in largest)
+        unwanted = f"; unused: {', '.join(stage['unwanted'])}" if stage["unwanted"] else ""
+        yield f"imports of {module}", f"{total:.2f} s", f"torch {torch:.2f} s; {others}{unwanted}", "nothing unused"
 
 
 def _breakdown(stage: dict) -> Iterator[tuple[str, str, str, str]]:

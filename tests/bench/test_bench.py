@@ -19,6 +19,7 @@ SECTIONS = [
     "memory",
     "roofline",
     "portable_kernels",
+    "imports",
 ]
 STATS = ["median", "min", "max", "q1", "q3", "n"]
 
