@@ -52,9 +52,11 @@ def dvc_sections(quick: bool, root: Path, before: str | None) -> dict:
     project = Project(root / "main", params)
     full = project.repro()
     sequential = Project(root / "sequential", params, extra_env={WORKERS_ENV: "1"})
+    one_at_a_time = sequential.repro()
+    warm = Project(root / "warm", params)
     reps = 1 if quick else 3
     results = {
-        "stage_overhead": repro.stage_overhead(project, full, sequential, sequential.repro(), reps),
+        "stage_overhead": repro.stage_overhead(project, full, sequential, one_at_a_time, warm, reps),
         "memory": repro.memory(full),
         "noop": repro.noop(project, 1 if quick else 5),
         "incremental": repro.incremental(project, full),

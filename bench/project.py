@@ -32,6 +32,9 @@ sys.exit(os.waitstatus_to_exitcode(status))
 '''
 
 
+WARM_SERVER = [sys.executable, "-m", "stages.shared.warm_server"]
+
+
 @dataclass(frozen=True)
 class StageProcess:
     """One stage command as the shim saw it."""
@@ -117,10 +120,12 @@ class Project:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{tail}")
         return wall, result
 
-    def repro(self) -> Repro:
-        """`dvc repro` with every stage process logged by the shim."""
+    def repro(self, warm: bool = False) -> Repro:
+        """`dvc repro` with every stage process logged by the shim; with `warm`, under the warm stage
+        server as `make run` starts it (each stage process then hands its work to a forked child)."""
         self.log.unlink(missing_ok=True)
-        wall, result = self.run([sys.executable, "-m", "dvc", "repro"])
+        command = [sys.executable, "-m", "dvc", "repro"]
+        wall, result = self.run([*WARM_SERVER, *command] if warm else command)
         ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
         return Repro(wall, ran, self.processes())
 

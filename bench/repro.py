@@ -67,16 +67,20 @@ WORK = {  # the breakdown's parts for the stage processes' own work, beyond thei
 }
 
 
-def stage_overhead(project: Project, full: Repro, sequential: Project, one_at_a_time: Repro, repetitions: int) -> dict:
+def stage_overhead(
+    project: Project, full: Repro, sequential: Project, one_at_a_time: Repro, warm: Project, repetitions: int
+) -> dict:
     """Where a clean `dvc repro` spends its wall time, against its training compute.
 
     `full` is the repro as users run it (runs of a stage side by side on free cores); `one_at_a_time`
     a clean repro of the same params with every run after the other (`REWIND_WORKERS=1`), whose
     training seconds are the compute: runs that share the cores each take longer, so summing theirs
     would flatter the ratio. The breakdown of `full` adds up to its wall by construction (see
-    `breakdown`)."""
+    `breakdown`). `warm` is a third copy, reproduced as `make run` does it (under the warm stage
+    server), whose outputs must be those of `full`."""
     compute = sum(t["compute_seconds"] for t in sequential.timings())
     parts = breakdown(project, full, repetitions)
+    under_server = warm.repro(warm=True)
     return {
         "wall_seconds": full.wall,
         "stages_run": len(full.ran),
@@ -88,6 +92,14 @@ def stage_overhead(project: Project, full: Repro, sequential: Project, one_at_a_
             "wall_seconds": one_at_a_time.wall,
             "wall_over_compute": one_at_a_time.wall / compute,
             "compute_seconds_side_by_side": sum(t["compute_seconds"] for t in project.timings()),
+        },
+        "make_run": {
+            "command": "python -m stages.shared.warm_server dvc repro",
+            "wall_seconds": under_server.wall,
+            "wall_over_compute": under_server.wall / compute,
+            "stages_run": len(under_server.ran),
+            "peak_stage_process_rss_mib": max(p.maxrss_kib for p in under_server.processes) / 1024,
+            "same_outputs_as_dvc_repro": lock_outs(warm) == lock_outs(project),
         },
         "breakdown_seconds": parts["seconds"],
         "breakdown_share_of_wall": {name: value / full.wall for name, value in parts["seconds"].items()},
@@ -107,6 +119,12 @@ def stage_overhead(project: Project, full: Repro, sequential: Project, one_at_a_
             "writing dvc.lock and caching outputs after each stage",
         },
     }
+
+
+def lock_outs(project: Project) -> dict[str, list]:
+    """Every stage's outputs and their hashes, as dvc.lock records them."""
+    stages = yaml.safe_load((project.path / "dvc.lock").read_text())["stages"]
+    return {name: [(o["path"], o.get("md5")) for o in stage.get("outs", [])] for name, stage in stages.items()}
 
 
 def breakdown(project: Project, full: Repro, repetitions: int) -> dict:

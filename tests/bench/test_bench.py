@@ -96,6 +96,15 @@ def test_breakdown_adds_up_to_the_wall(results: dict) -> None:
 
 
 @pytest.mark.slow
+def test_make_run_is_measured_under_the_warm_server_with_the_same_outputs(results: dict) -> None:
+    stage = results["stage_overhead"]
+    warm = stage["make_run"]
+    assert warm["same_outputs_as_dvc_repro"] and warm["stages_run"] == stage["stages_run"]
+    assert warm["peak_stage_process_rss_mib"] < 150, "stage processes handed their work to the server"
+    assert warm["wall_over_compute"] == pytest.approx(warm["wall_seconds"] / stage["compute_seconds"])
+
+
+@pytest.mark.slow
 def test_reruns_are_counted(results: dict) -> None:
     assert results["noop"]["stages_run"] == 0
     incremental = results["incremental"]
