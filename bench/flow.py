@@ -1,9 +1,10 @@
-"""`python -m bench.flow` (`make bench-flow`): the flow with parallel branches against sequential `dvc repro`.
+"""`python -m bench.flow` (`make bench-flow`): the flow with parallel branches against `dvc repro` (a stage at a time).
 
 Each measurement starts from a clean state: a fresh copy of the project's code, params.yaml and
 dvc.yaml in a new git repo, with an empty DVC cache (so no run-cache either). In one process:
 
-1. `dvc repro` of every stage, one at a time: the baseline;
+1. `dvc repro` of every stage, one at a time (a stage's runs side by side, as `dvc repro` does):
+   the baseline;
 2. the flow with `--parallelism` stages at a time (default: the flow's, options.stages_at_once):
    speed-up = (1) / (2);
 3. the flow with one stage at a time: Prefect's own overhead = its wall time minus the sum of
@@ -192,7 +193,7 @@ def report(results: dict[str, Any]) -> str:
     """The numbers as a few lines of text."""
     flow = results["flow"]
     lines = [
-        f"dvc repro (sequential):        {results['dvc_repro_s']:7.1f} s",
+        f"dvc repro (stage by stage):    {results['dvc_repro_s']:7.1f} s",
         f"flow, parallelism {results['parallelism']}:          {flow['wall_s']:7.1f} s"
         f"  ({flow['stages']} stages, {flow['stage_sum_s']:.1f} s of stage time, {flow['idle_s']:.1f} s with none)",
         f"speed-up:                      {results['speedup']:7.2f}x" + _spread(results["repeats"]),

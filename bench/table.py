@@ -89,7 +89,7 @@ def _portable(section: dict | None) -> Iterator[tuple[str, str, str, str]]:
 
 def _parallel(par: dict) -> Iterator[tuple[str, str, str, str]]:
     spread = f"{par['sequential_wall_seconds']:.1f} s → {par['parallel_wall_seconds']:.1f} s, {par['stages']} stages"
-    yield "Prefect flow speed-up over sequential", f"{par['speedup']:.2f}×", spread, ""
+    yield "Prefect flow speed-up over dvc repro", f"{par['speedup']:.2f}×", spread, ""
     cpu = "dvc repro wall / (flow CPU seconds / cores)"
     yield "  most its CPU work allows", f"{par['speedup_bound']:.2f}×", cpu, ""
 

@@ -545,24 +545,19 @@ def by_strategy(names: list[str], first: str, measures: list[tuple[str, Cells]],
 def size_table(params: Params, metrics: dict) -> str:
     dense = metrics["dense"]
 
-    def round_metrics(s: str, k: int) -> dict:
+    def m(s: str, k: int) -> dict:
         return metrics[s][f"round{k}"]
 
     measures: list[tuple[str, Cells]] = [
-        (
-            "params left (×)",
-            lambda s, k: f"{round_metrics(s, k)['remaining_params']:,.0f} ({round_metrics(s, k)['compression']:.1f}×)",
-        ),
-        ("sparsity of all params", lambda s, k: f"{100 * round_metrics(s, k)['network_sparsity']:.2f}%"),
-        ("FLOPs", lambda s, k: f"{100 * round_metrics(s, k)['flops'] / round_metrics(s, k)['dense_flops']:.1f}%"),
+        ("params left (×)", lambda s, k: f"{m(s, k)['remaining_params']:,.0f} ({m(s, k)['compression']:.1f}×)"),
+        ("sparsity of all params", lambda s, k: f"{100 * m(s, k)['network_sparsity']:.2f}%"),
+        ("FLOPs", lambda s, k: f"{100 * m(s, k)['flops'] / m(s, k)['dense_flops']:.1f}%"),
     ]
-    return "\n".join(
-        [
-            f"Dense: {dense['total_params']:,.0f} parameters, {dense['dense_flops']:,.0f} multiply-accumulates per "
-            "example. A column without a strategy's name holds every strategy's value.\n",
-            *by_strategy(params.retrained, "round", measures, [spec.id for spec in params.rounds]),
-        ]
+    preamble = (
+        f"Dense: {dense['total_params']:,.0f} parameters, {dense['dense_flops']:,.0f} multiply-accumulates per "
+        "example. A column without a strategy's name holds every strategy's value.\n"
     )
+    return round_table(params, measures, preamble)
 
 
 def slimmed_table(params: Params, metrics: dict) -> str:
@@ -582,15 +577,18 @@ def slimmed_table(params: Params, metrics: dict) -> str:
         ),
         ("FLOPs left", lambda s, k: f"{100 * m(s, k)['slimmed_flops'] / m(s, k)['dense_flops']:.1f}%"),
     ]
-    return "\n".join(
-        [
-            "\n### Dead filters physically removed\n",
-            "Masked filters keep their place in every tensor; removing them, with the input channels and batch-norm "
-            "entries they feed, leaves the network below (channels feeding a residual sum stay); the whole-network "
-            "sparsity above counts every parameter, biases, norms and unpruned layers included.\n",
-            *by_strategy(params.retrained, "round", measures, [spec.id for spec in params.rounds]),
-        ]
+    preamble = (
+        "\n### Dead filters physically removed\n\n"
+        "Masked filters keep their place in every tensor; removing them, with the input channels and batch-norm "
+        "entries they feed, leaves the network below (channels feeding a residual sum stay); the whole-network "
+        "sparsity above counts every parameter, biases, norms and unpruned layers included.\n"
     )
+    return round_table(params, measures, preamble)
+
+
+def round_table(params: Params, measures: list[tuple[str, Cells]], preamble: str) -> str:
+    """A table of `measures` per round and retrained strategy, after its `preamble`."""
+    return "\n".join([preamble, *by_strategy(params.retrained, "round", measures, [spec.id for spec in params.rounds])])
 
 
 def export_table(params: Params) -> str:

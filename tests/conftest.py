@@ -90,6 +90,20 @@ def copy_of(project: Path, destination: Path) -> Path:
     return destination
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of a process's children, from /proc."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def on_terminal(cmd: list[str], cwd: Path, columns: int = 100) -> str:
     """Run `cmd` with a pseudo-terminal (`columns` wide) as its stdin, stdout and stderr; all it printed."""
     leader, follower = os.openpty()

@@ -14,7 +14,7 @@ import pytest
 
 from rewind import RewindError
 from stages.shared.parallel import WORKERS_ENV, Run, run_all, worker_count
-from tests.conftest import copy_of, make_project, project_env, run, tiny_params
+from tests.conftest import alive, children_of, copy_of, make_project, project_env, run, tiny_params
 
 CPU = "cpu"
 
@@ -124,18 +124,6 @@ def test_side_by_side_gives_the_bytes_of_one_after_the_other(prepared, tmp_path)
         outputs[workers] = digests(project / "runs") | digests(project / "results")
         assert not (project / ".rewind/scratch").exists() or not any((project / ".rewind/scratch").iterdir())
     assert len(outputs[1]) > 40 and outputs[3] == outputs[1]
-
-
-def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_children_die_with_their_stage_and_the_rerun_resumes(prepared, tmp_path):

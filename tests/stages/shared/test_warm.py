@@ -14,7 +14,7 @@ import pytest
 
 from bench.project import Project
 from stages.shared.resumable import PROGRESS, scratch_dir
-from tests.conftest import copy_of, make_project, project_env, run, tiny_params
+from tests.conftest import alive, children_of, copy_of, make_project, project_env, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -76,18 +76,6 @@ def test_edited_code_starts_cold(prepared, tmp_path):
     assert record["maxrss_kib"] > TORCH_LOADED_KIB
 
 
-def server_children(server: int) -> list[int]:
-    path = Path(f"/proc/{server}/task/{server}/children")
-    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def resumable(project: Path) -> bool:
     """Seed 0 has saved progress a rerun resumes from."""
     return (project / scratch_dir("train/seed-0") / PROGRESS).exists()
@@ -103,7 +91,7 @@ def started_warm(project: Path) -> tuple[subprocess.Popen, int, int]:
         text=True,
     )
     deadline = time.monotonic() + 90
-    while len(children := server_children(server.pid)) < 2 or not resumable(project):
+    while len(children := children_of(server.pid)) < 2 or not resumable(project):
         assert server.poll() is None and time.monotonic() < deadline, "the stage never started warm"
         time.sleep(0.01)
     stage = next(pid for pid in children if b"stages.train" in Path(f"/proc/{pid}/cmdline").read_bytes())
