@@ -37,7 +37,9 @@ def test_a_bar_on_a_terminal_epoch_lines_in_a_pipe_and_the_same_outputs(prepared
     printed = run(TRAIN, pipe).stderr
     lines = [line for line in printed.splitlines() if EPOCH_PATTERN.search(line)]
     assert len(lines) == SEEDS * EPOCHS
-    assert lines[-1].split("rewind: ")[1].startswith(f"dense seed 1: epoch {EPOCHS}/{EPOCHS}, run 2/2  lr ")
+    for seed in range(SEEDS):  # the runs train side by side: their lines interleave, each seed's in order
+        last = [line.split("rewind: ")[1] for line in lines if f"dense seed {seed}: " in line][-1]
+        assert last.startswith(f"dense seed {seed}: epoch {EPOCHS}/{EPOCHS}, run {seed + 1}/2  lr ")
     assert "\r" not in printed and "batch/s" not in printed
     assert digests(terminal) == digests(pipe), "what is shown never changes an output"
     assert any("/live/seed-1/plots/metrics/train_loss.tsv" in name for name in digests(pipe))
