@@ -99,7 +99,7 @@ def stage_overhead(
             "wall_over_compute": under_server.wall / compute,
             "stages_run": len(under_server.ran),
             "peak_stage_process_rss_mib": max(p.maxrss_kib for p in under_server.processes) / 1024,
-            "same_outputs_as_dvc_repro": lock_outs(warm) == lock_outs(project),
+            "same_outputs_as_dvc_repro": lock_outs(warm.path) == lock_outs(project.path),
         },
         "breakdown_seconds": parts["seconds"],
         "breakdown_share_of_wall": {name: value / full.wall for name, value in parts["seconds"].items()},
@@ -121,10 +121,10 @@ def stage_overhead(
     }
 
 
-def lock_outs(project: Project) -> dict[str, list]:
-    """Every stage's outputs and their hashes, as dvc.lock records them."""
-    stages = yaml.safe_load((project.path / "dvc.lock").read_text())["stages"]
-    return {name: [(o["path"], o.get("md5")) for o in stage.get("outs", [])] for name, stage in stages.items()}
+def lock_outs(project: Path) -> dict[str, list]:
+    """Every stage's outputs as dvc.lock records them (path, hash, size)."""
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {name: stage.get("outs", []) for name, stage in stages.items()}
 
 
 def breakdown(project: Project, full: Repro, repetitions: int) -> dict:

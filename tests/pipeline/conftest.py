@@ -10,7 +10,6 @@ from typing import NamedTuple
 from uuid import UUID
 
 import pytest
-import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import Log, TaskRun
@@ -115,12 +114,6 @@ def _all_logs(flow_run_id: UUID) -> list[Log]:
 
 def stale(project: Path) -> set[str]:
     return set(json.loads(dvc("status", "--json", cwd=project).stdout or "{}"))
-
-
-def lock_outs(project: Path) -> dict[str, list]:
-    """Every stage's recorded outputs (path and hash)."""
-    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {name: stage.get("outs", []) for name, stage in stages.items()}
 
 
 @pytest.fixture(scope="session")

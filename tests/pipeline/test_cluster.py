@@ -17,12 +17,13 @@ import pytest
 
 from bench.cluster import cluster_params, cluster_sandbox, records, start_worker, wait_for_workers
 from bench.cluster import flow_runs as named_flow_runs
+from bench.repro import lock_outs
 from bench.sandbox import GIT_IDENTITY
 from pipeline import PipelineError
 from pipeline.cluster import dispatch, dispatch_graph
 from pipeline.serve import free_port, local_server, stop
 from tests.conftest import dvc, make_project, project_env, run
-from tests.pipeline.conftest import lock_outs, stale
+from tests.pipeline.conftest import stale
 
 LOCAL = {"validate", "evaluate", "report"}  # persist / cache: false outputs: they never travel
 

@@ -8,8 +8,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from bench.repro import lock_outs
 from tests.conftest import make_project, run
-from tests.pipeline.conftest import flow_params, lock_outs, run_flow, run_logs, stale
+from tests.pipeline.conftest import flow_params, run_flow, run_logs, stale
 
 pytestmark = pytest.mark.slow
 

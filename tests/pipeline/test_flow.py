@@ -10,12 +10,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
+from bench.repro import lock_outs
 from pipeline.flow import run_plan
 from pipeline.options import RunOptions, plan_run
 from pipeline.results import ARTIFACT_KEY, REPORT_KEY, TABLE_KEY, with_embedded_images
 from stages.shared.progress import EPOCH_PATTERN, stage_fraction
 from tests.conftest import dvc, run
-from tests.pipeline.conftest import lock_outs, run_flow, run_logs, stale, task_runs
+from tests.pipeline.conftest import run_flow, run_logs, stale, task_runs
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.project import Project
+from bench.repro import lock_outs
 from stages.shared.resumable import PROGRESS, scratch_dir
 from tests.conftest import alive, children_of, copy_of, make_project, project_env, run, tiny_params
 
@@ -22,22 +23,15 @@ SERVER = [sys.executable, "-m", "stages.shared.warm_server"]
 TORCH_LOADED_KIB = 150 * 1024  # a stage process that imported torch holds far more; a warm one a few MiB
 
 
-def outs(project: Path) -> dict:
-    import yaml
-
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {name: [(o["path"], o.get("md5")) for o in stage.get("outs", [])] for name, stage in lock.items()}
-
-
 def test_a_warm_repro_gives_the_bytes_of_a_cold_one_and_no_stage_process_loads_torch(tmp_path):
     cold, warm = (Project(tmp_path / side, tiny_params()) for side in ("cold", "warm"))
     cold.repro()
     warm.run([*SERVER, sys.executable, "-m", "dvc", "repro"])
-    assert outs(warm.path) == outs(cold.path) and len(outs(cold.path)) > 10
+    assert lock_outs(warm.path) == lock_outs(cold.path) and len(lock_outs(cold.path)) > 10
     for name in ("results/metrics.json", "results/headline.json", "reports/report.md"):
         assert (warm.path / name).read_bytes() == (cold.path / name).read_bytes(), name
     processes = warm.processes()
-    assert len(processes) == len(outs(cold.path))
+    assert len(processes) == len(lock_outs(cold.path))
     assert max(p.maxrss_kib for p in processes) < TORCH_LOADED_KIB, "every stage ran in the server's child"
     assert min(p.maxrss_kib for p in cold.processes()) > TORCH_LOADED_KIB
 
